@@ -1,0 +1,165 @@
+"""Analysis stage: per-method phase diagrams, largest trainable eta_trgt per T_wrm, and metrics.json.
+
+A grid cell (eta_trgt, T_wrm) is *trainable* when none of its seeds failed; a failure is divergence (NaN/Inf
+or exploding loss) or a final train accuracy below 1.5 / num_classes (PAPER.md section 7).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .errors import WhywarmupError
+
+
+def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
+    frames = []
+    for method in cfg.methods:
+        path = root / "runs" / method / "summary.csv"
+        if not path.exists():
+            raise WhywarmupError(
+                f"{path} is missing: the training stage of method '{method}' has not run. "
+                f"Run `dvc repro` (or `dvc repro train@{method}`) first."
+            )
+        frames.append(pd.read_csv(path))
+    return pd.concat(frames, ignore_index=True)
+
+
+def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, eta_trgt setting, T_wrm): mean test accuracy over seeds and the failure counts."""
+    g = runs.groupby(["method", "eta_trgt_setting", "T_wrm"], sort=True)
+    out = g.agg(
+        final_test_accuracy=("final_test_accuracy", "mean"),
+        final_train_loss=("final_train_loss", "mean"),
+        eta_trgt=("eta_trgt", "median"),
+        seeds=("seed", "count"),
+        diverged=("diverged", "sum"),
+        failed=("failed", "sum"),
+    ).reset_index()
+    out["trainable"] = out["failed"] == 0
+    out["cell"] = np.where(out["diverged"] > 0, "diverged", np.where(out["failed"] > 0, "failed", "trained"))
+    return out
+
+
+def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
+    """Largest trainable eta_trgt setting for each (method, T_wrm); NaN when none trains."""
+    rows = []
+    for (method, t_wrm), cells in phase.groupby(["method", "T_wrm"], sort=True):
+        ok = cells[cells["trainable"]]
+        best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
+        rows.append(
+            {
+                "method": method,
+                "T_wrm": int(t_wrm),
+                "max_trainable_eta_trgt_setting": ok["eta_trgt_setting"].max() if len(ok) else math.nan,
+                "max_trainable_eta_trgt": ok["eta_trgt"].max() if len(ok) else math.nan,
+                "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else math.nan,
+                "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the Fig.-1-style figure: one method's runs at one eta_trgt across its T_wrm values.
+
+    The eta_trgt is the largest one trainable at the longest warmup, where warmup matters most.
+    """
+    method = cfg.report.trajectory_method
+    if method is None:
+        linear = [m for m, e in cfg.methods.items() if e.kind == "linear"]
+        method = linear[0] if linear else next(iter(cfg.methods))
+    cells = phase[(phase["method"] == method) & phase["trainable"]]
+    mine = runs[runs["method"] == method]
+    if cells.empty:
+        eta = mine["eta_trgt_setting"].min()
+    else:
+        eta = cells[cells["T_wrm"] == cells["T_wrm"].max()]["eta_trgt_setting"].max()
+    chosen = mine[mine["eta_trgt_setting"] == eta].sort_values(["T_wrm", "seed"]).drop_duplicates("T_wrm")
+    others = runs[(runs["method"] != method) & (runs["eta_trgt_setting"] == eta)].drop_duplicates("method")
+    both = pd.concat([others, chosen]).sort_values("T_wrm")
+    return both.tail(cfg.report.max_trajectories)
+
+
+def read_trajectory(root: Path, method: str, run_key: str) -> pd.DataFrame:
+    return pd.read_parquet(root / "runs" / method / f"{run_key}.parquet")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    _atomic_write_text(path, df.to_csv(index=False))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame) -> dict:
+    methods: dict[str, Any] = {}
+    for method in cfg.methods:
+        r = runs[runs["method"] == method]
+        t = trainable[trainable["method"] == method]
+        best = r.loc[r["final_test_accuracy"].idxmax()] if r["final_test_accuracy"].notna().any() else None
+        methods[method] = {
+            "runs": len(r),
+            "diverged": int(r["diverged"].sum()),
+            "failed": int(r["failed"].sum()),
+            "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else None,
+            "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else None,
+            "best_T_wrm": int(best["T_wrm"]) if best is not None else None,
+            "max_trainable_eta_trgt_setting": {
+                f"T_wrm={int(row.T_wrm)}": row.max_trainable_eta_trgt_setting for row in t.itertuples()
+            },
+            "lambda_0_mean": r["lambda_0"].mean(),
+        }
+    no_warmup = trainable[trainable["T_wrm"] == 1]
+    warmup = trainable[trainable["T_wrm"] > 1]
+    headline = {
+        "largest_trainable_eta_setting_without_warmup": no_warmup["max_trainable_eta_trgt_setting"].max(),
+        "largest_trainable_eta_setting_with_warmup": warmup["max_trainable_eta_trgt_setting"].max(),
+        "best_test_accuracy_without_warmup": runs[runs["T_wrm"] == 1]["final_test_accuracy"].max(),
+        "best_test_accuracy_with_warmup": runs[runs["T_wrm"] > 1]["final_test_accuracy"].max(),
+        "runs": len(runs),
+    }
+    return _clean({"headline": headline, "methods": methods})
+
+
+def analyze(cfg: Config, root: Path) -> dict:
+    """Write analysis/*.csv, analysis/plots/*.csv (DVC plots) and metrics.json; returns the metrics."""
+    runs = load_summaries(cfg, root)
+    phase = phase_diagram(runs)
+    trainable = max_trainable(phase)
+    out = root / "analysis"
+    _write_csv(runs, out / "runs.csv")
+    _write_csv(phase, out / "phase_diagram.csv")
+    _write_csv(trainable, out / "max_trainable_lr.csv")
+    chosen = trajectory_runs(cfg, runs, phase)
+    _write_csv(chosen, out / "trajectory_runs.csv")
+    # DVC plot data: the trajectory of the longest-warmup run of the Fig.-1 set.
+    last = chosen.iloc[-1]
+    traj = read_trajectory(root, last["method"], last["run_key"])
+    measured = traj.dropna(subset=["sharpness", "stability_threshold"])
+    _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")
+    _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
+    metrics = headline_metrics(cfg, runs, phase, trainable)
+    _atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    return metrics

@@ -1,0 +1,211 @@
+"""params.yaml -> a validated Config, and a method's grid -> one RunConfig per grid point.
+
+All problems of a file are collected and raised together as one ConfigError (exit status 2), each with its
+dotted path, before anything is trained or logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .methods import MethodConfig
+from .sections import (
+    DataConfig,
+    FCNConfig,
+    ModelConfig,
+    ReportConfig,
+    SharpnessConfig,
+    Strict,
+    TrackingConfig,
+    TrainingConfig,
+)
+
+GLOBAL_SECTIONS = ("data", "model", "training", "sharpness")
+OVERRIDABLE_SECTIONS = ("model", "training", "sharpness")  # data is prepared once for all methods
+
+
+class RunConfig(Strict):
+    """Everything one training run depends on; `key` is a stable hash of it."""
+
+    name: str = Field(description="Name of the methods entry this run belongs to.")
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    sharpness: SharpnessConfig
+    method: MethodConfig
+
+    @property
+    def key(self) -> str:
+        payload = self.model_dump(mode="json", exclude={"name"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        problems = cross_field_problems(self.model_dump(mode="json"))
+        if problems:
+            raise ValueError("; ".join(f"{path}: {msg}" for path, msg in problems))
+        return self
+
+
+def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """Checks that involve several sections of a resolved run; tolerant of invalid values elsewhere."""
+    problems = []
+    method, training = run.get("method") or {}, run.get("training") or {}
+    warmup, steps = method.get("warmup_steps"), training.get("steps", 1000)
+    if isinstance(warmup, int) and isinstance(steps, int) and warmup > steps:
+        problems.append(("method.warmup_steps", f"warmup ({warmup} steps) is longer than training.steps ({steps})"))
+    return problems
+
+
+class Config(Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=FCNConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    sharpness: SharpnessConfig = Field(default_factory=SharpnessConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    methods: dict[str, MethodConfig] = Field(min_length=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _method_names(cls, methods: dict[str, Any]) -> dict[str, Any]:
+        for name in methods:
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ValueError(f"method name {name!r} may only use letters, digits, '_' and '-'")
+        return methods
+
+    def runs(self, method: str) -> list[RunConfig]:
+        """The grid points of one method, in a deterministic order."""
+        return expand_method(self, method)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else child
+            node[part] = child
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _run_dict(cfg: Config, name: str, point: dict[str, Any]) -> dict[str, Any]:
+    method = cfg.methods[name]
+    base = {s: getattr(cfg, s).model_dump(mode="json") for s in GLOBAL_SECTIONS}
+    entry = method.model_dump(mode="json", exclude={"grid", "overrides"})
+    entry["grid"], entry["overrides"] = {}, {}
+    for key, value in list(method.overrides.items()) + list(point.items()):
+        if key.split(".")[0] in OVERRIDABLE_SECTIONS:
+            _set_dotted(base, key, value)
+        else:
+            _set_dotted(entry, key, value)
+    return {"name": name, **base, "method": entry}
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def expand_method(cfg: Config, name: str) -> list[RunConfig]:
+    return [RunConfig.model_validate(_run_dict(cfg, name, p)) for p in grid_points(cfg.methods[name].grid)]
+
+
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted path of a pydantic error location, dropping discriminator tags pydantic inserts."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, dict) and part in (node.get("kind"), node.get("name"), "fcn", "sgd"):
+            continue  # the tag of a discriminated union, not a key of the file
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
+    return ".".join(parts).replace(".[", "[")
+
+
+def _problems(err: ValidationError, data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for e in err.errors():
+        path = _format_loc(tuple(e["loc"]), data) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not a setting of this section)"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        out.append((prefix + path, msg))
+    return out
+
+
+def _grid_problems(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Validate every grid point; map each error back to the grid key or override that caused it."""
+    problems: list[tuple[str, str]] = []
+    for name, method in cfg.methods.items():
+        for point in grid_points(method.grid):
+            run = _run_dict(cfg, name, point)
+            found = cross_field_problems(run)
+            try:
+                RunConfig.model_validate(run)
+            except ValidationError as err:
+                found += [p for p in _problems(err, run) if p[0] != "(top level)"]
+            for path, msg in found:
+                culprit = _culprit(path, point, method.overrides)
+                problems.append((f"methods.{name}.{culprit}", msg))
+    return list(dict.fromkeys(problems))
+
+
+def _culprit(path: str, point: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """The params.yaml path responsible for an error at `path` of a resolved run dict."""
+    rel = path.removeprefix("method.")
+    for source, keys in (("grid", point), ("overrides", overrides)):
+        for key in keys:
+            if rel == key or rel.startswith(key + ".") or key.startswith(rel + "."):
+                value = f" = {point[key]!r}" if source == "grid" else ""
+                return f"{source}.{key}{value}"
+    return rel if path.startswith("method.") else f"(with {path})"
+
+
+def parse_config(raw: Any, source: str = "params.yaml") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("(top level)", "the file must be a YAML mapping of sections")])
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(source, _problems(err, raw)) from None
+    problems = _grid_problems(cfg, raw)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate a params file; raise ConfigError listing every problem in it."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(str(path), [("(file)", f"cannot be read: {e.strerror or e}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), [("(file)", f"is not valid YAML: {e}")]) from None
+    return parse_config(raw, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    return Config.model_json_schema()

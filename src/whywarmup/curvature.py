@@ -1,0 +1,181 @@
+"""Sharpness: the top (largest algebraic) Hessian eigenvalue by Lanczos on torch.func Hessian-vector products.
+
+The loss whose Hessian is measured is the sample-weighted mean loss over all measurement batches, evaluated
+in chunks so that the measurement set can be larger than what fits in one forward pass:
+    H = sum_i (n_i / N) H_i,   H_i = Hessian of the mean loss on chunk i.
+With a diagonal preconditioner P (Adam, PAPER.md section 3) the operator is P^-1/2 H P^-1/2, which has the
+same spectrum as P^-1 H.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from .losses import LossFn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class EigenResult:
+    value: float
+    vector: torch.Tensor  # flat, unit norm, in the order of model.named_parameters()
+    matvecs: int
+    converged: bool
+
+
+def _chunks(batches: Batch | Sequence[Batch], chunk_size: int | None) -> list[Batch]:
+    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+        batches = [batches]
+    out: list[Batch] = []
+    for x, y in batches:
+        step = chunk_size or len(x)
+        out += [(x[i : i + step], y[i : i + step]) for i in range(0, len(x), step)]
+    return out
+
+
+class HessianOperator:
+    """v -> H v for flat vectors v, H the Hessian of the sample-weighted mean loss over `batches`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batches: Batch | Sequence[Batch],
+        *,
+        chunk_size: int | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        self.model = model
+        self.loss_fn = loss_fn
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        self.names = [k for k, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.dtype = dtype or named[0][1].dtype
+        self.params = {k: p.detach().to(self.dtype) for k, p in named}
+        self.buffers = {k: b.to(self.dtype) if b.is_floating_point() else b for k, b in model.named_buffers()}
+        chunks = _chunks(batches, chunk_size)
+        total = sum(len(x) for x, _ in chunks)
+        self.chunks = [(x.to(self.dtype), y, len(x) / total) for x, y in chunks]
+        self.size = sum(self.numels)
+        self.device = named[0][1].device
+        self.matvecs = 0
+        self.mode = "forward-over-reverse"
+
+    def _loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, (params, self.buffers), (x,)), y)
+
+    def unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: t.view(s) for k, t, s in zip(self.names, v.split(self.numels), self.shapes)}
+
+    def _hvp_chunk(self, v: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        if self.mode == "forward-over-reverse":
+            try:
+                _, hv = jvp(lambda p: grad(self._loss)(p, x, y), (self.params,), (v,))
+                return [hv[k] for k in self.names]
+            except (RuntimeError, NotImplementedError):
+                self.mode = "reverse-over-reverse"  # an op without forward-mode AD: fall back for good
+        params = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
+        g = torch.autograd.grad(self._loss(params, x, y), list(params.values()), create_graph=True)
+        return list(torch.autograd.grad(g, list(params.values()), grad_outputs=[v[k] for k in self.names]))
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        self.matvecs += 1
+        vd = self.unflatten(v)
+        out = torch.zeros_like(v)
+        for x, y, weight in self.chunks:
+            out.add_(torch.cat([h.reshape(-1) for h in self._hvp_chunk(vd, x, y)]), alpha=weight)
+        return out
+
+
+def lanczos_top(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    init: torch.Tensor,
+    *,
+    tol: float,
+    max_matvecs: int,
+) -> tuple[float, torch.Tensor, int, bool]:
+    """Largest algebraic eigenvalue of a symmetric operator by Lanczos with full reorthogonalization.
+
+    Stops when the error bound of the top Ritz value, min(r, r^2 / gap) with r = beta_j |s_j| the Ritz
+    residual norm and gap the distance to the next Ritz value, is below tol * |theta|.
+    Returns (value, unit eigenvector, matvecs spent, converged).
+    """
+    q = init / init.norm()
+    basis: list[torch.Tensor] = []
+    alphas: list[float] = []
+    betas: list[float] = []
+    theta, s = float("nan"), None
+    for j in range(max_matvecs):
+        basis.append(q)
+        w = matvec(q)
+        alpha = torch.dot(w, q).item()
+        alphas.append(alpha)
+        w = w - alpha * q
+        if j > 0:
+            w = w - betas[-1] * basis[-2]
+        Q = torch.stack(basis)
+        for _ in range(2):  # classical Gram-Schmidt, twice, against all previous Lanczos vectors
+            w = w - Q.T @ (Q @ w)
+        beta = w.norm().item()
+        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if j > 0:
+            off = torch.tensor(betas, dtype=torch.float64)
+            T += torch.diag(off, 1) + torch.diag(off, -1)
+        evals, evecs = torch.linalg.eigh(T)
+        theta, s = evals[-1].item(), evecs[:, -1]
+        resid = beta * abs(s[-1].item())
+        gap = (evals[-1] - evals[-2]).item() if j > 0 else float("inf")
+        bound = min(resid, resid * resid / gap) if gap > 0 else resid
+        scale = max(abs(theta), 1e-30)
+        if j > 0 and bound <= tol * scale or beta <= 1e-10 * max(scale, abs(alpha)):
+            vec = Q.T @ s.to(Q.dtype)
+            return theta, vec / vec.norm(), j + 1, True
+        betas.append(beta)
+        q = w / beta
+    Q = torch.stack(basis)
+    vec = Q.T @ s.to(Q.dtype)
+    return theta, vec / vec.norm(), max_matvecs, False
+
+
+def top_hessian_eigen(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Batch | Sequence[Batch],
+    *,
+    preconditioner: Sequence[torch.Tensor] | None = None,
+    init: torch.Tensor | None = None,
+    tol: float = 1e-3,
+    max_matvecs: int = 100,
+    dtype: torch.dtype | None = None,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> EigenResult:
+    """Top (largest algebraic) eigenvalue of the Hessian of the mean loss over `batches`.
+
+    With `preconditioner` (the diagonal P, one tensor per parameter) it is the top eigenvalue of
+    P^-1/2 H P^-1/2. `init` warm-starts Lanczos from a previous result's `vector`. If Lanczos has not
+    converged after `max_matvecs`, it retries once from a random start; `converged` is False if that
+    fails too, and the value must then not be reported as a measurement.
+    """
+    op = HessianOperator(model, loss_fn, batches, chunk_size=chunk_size, dtype=dtype)
+    matvec: Callable[[torch.Tensor], torch.Tensor] = op
+    if preconditioner is not None:
+        p_inv_sqrt = torch.cat([p.detach().reshape(-1).to(op.dtype) for p in preconditioner]).rsqrt()
+        matvec = lambda v: p_inv_sqrt * op(p_inv_sqrt * v)  # noqa: E731
+
+    def random_start() -> torch.Tensor:
+        v = torch.randn(op.size, generator=generator, dtype=op.dtype, device="cpu")
+        return v.to(op.device)
+
+    start = init.to(op.device, op.dtype) if init is not None else random_start()
+    value, vector, _, converged = lanczos_top(matvec, start, tol=tol, max_matvecs=max_matvecs)
+    if not converged:
+        value, vector, _, converged = lanczos_top(matvec, random_start(), tol=tol, max_matvecs=max_matvecs)
+    return EigenResult(value=value, vector=vector, matvecs=op.matvecs, converged=converged)

@@ -1,0 +1,178 @@
+"""Datasets: load, standardize, split, and write/read prepared tensors with a checksum.
+
+The default dataset, scikit-learn's 8x8 digits, ships inside the scikit-learn package (no network).
+CIFAR-10, CIFAR-100, MNIST and Fashion-MNIST come through torchvision and are downloaded into
+`data.root` (or read from there when already present).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DataError
+from .sections import DataConfig
+
+TORCHVISION_DATASETS = {
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+    "mnist": "MNIST",
+    "fashion_mnist": "FashionMNIST",
+}
+
+
+@dataclass
+class PreparedData:
+    x_train: torch.Tensor  # float32 (N, C, H, W), standardized with training-set statistics
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    dataset: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> PreparedData:
+        return PreparedData(
+            self.x_train.to(device, dtype),
+            self.y_train.to(device),
+            self.x_test.to(device, dtype),
+            self.y_test.to(device),
+            self.num_classes,
+            self.dataset,
+        )
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray, None, None, int]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x.reshape(-1, 1, 8, 8).astype(np.float32), y.astype(np.int64), None, None, 10
+
+
+def _load_torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[cfg.dataset])
+    root = Path(cfg.root).resolve()
+    try:
+        train = cls(str(root), train=True, download=cfg.download)
+        test = cls(str(root), train=False, download=cfg.download)
+    except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found"; urllib: no network
+        raise DataError(
+            f"Could not load the {cfg.dataset} dataset: {e}. It is read from {root} (params.yaml data.root)"
+            f"{' and downloaded there when missing' if cfg.download else ''}. Without network access, put the "
+            f"dataset's files as torchvision expects them into {root} (e.g. copy them from a machine where "
+            f"`torchvision.datasets.{cls.__name__}('{root}', download=True)` has run), then re-run."
+        ) from e
+
+    def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
+        x = x.astype(np.float32)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
+        return x, np.asarray(ds.targets, dtype=np.int64)
+
+    x_tr, y_tr = arrays(train)
+    x_te, y_te = arrays(test)
+    return x_tr, y_tr, x_te, y_te, len(train.classes)
+
+
+def build_dataset(cfg: DataConfig) -> PreparedData:
+    """Load the dataset of `cfg`, split and subset it deterministically, and standardize it."""
+    if cfg.dataset == "digits":
+        x, y, x_te, y_te, num_classes = _load_digits()
+    else:
+        x, y, x_te, y_te, num_classes = _load_torchvision(cfg)
+    rng = np.random.default_rng(cfg.split_seed)
+    if x_te is None:  # no official test split: a deterministic stratification-free random split
+        perm = rng.permutation(len(x))
+        n_test = int(round(cfg.test_fraction * len(x)))
+        x_te, y_te = x[perm[:n_test]], y[perm[:n_test]]
+        x, y = x[perm[n_test:]], y[perm[n_test:]]
+    if cfg.num_examples is not None and cfg.num_examples < len(x):
+        keep = np.sort(rng.permutation(len(x))[: cfg.num_examples])
+        x, y = x[keep], y[keep]
+    if cfg.num_test_examples is not None and cfg.num_test_examples < len(x_te):
+        keep = np.sort(rng.permutation(len(x_te))[: cfg.num_test_examples])
+        x_te, y_te = x_te[keep], y_te[keep]
+    # Zero mean, unit variance per channel, with training-set statistics.
+    mean = x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+    x = ((x - mean) / std).astype(np.float32)
+    x_te = ((x_te - mean) / std).astype(np.float32)
+    return PreparedData(
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        torch.from_numpy(x_te),
+        torch.from_numpy(y_te),
+        num_classes,
+        cfg.dataset,
+    )
+
+
+def prepared_path(cfg: DataConfig) -> Path:
+    return Path(cfg.prepared_dir) / f"{cfg.dataset}.pt"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_prepared(data: PreparedData, path: Path) -> dict:
+    """Write the tensors and a sidecar JSON with their sha256 and shapes; returns the sidecar."""
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "x_train": data.x_train,
+            "y_train": data.y_train,
+            "x_test": data.x_test,
+            "y_test": data.y_test,
+            "num_classes": data.num_classes,
+            "dataset": data.dataset,
+        },
+        buf,
+    )
+    payload = buf.getvalue()
+    meta = {
+        "dataset": data.dataset,
+        "sha256": _sha256(payload),
+        "num_classes": data.num_classes,
+        "train": list(data.x_train.shape),
+        "test": list(data.x_test.shape),
+    }
+    atomic_write_bytes(path, payload)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2).encode())
+    return meta
+
+
+def load_prepared(path: Path) -> PreparedData:
+    """Read prepared tensors, verifying their checksum."""
+    meta_path = path.with_suffix(".json")
+    rebuild = "Rebuild it with `dvc repro prepare` (or `python pipeline/prepare.py`)."
+    if not path.exists() or not meta_path.exists():
+        raise DataError(f"Prepared data {path} (or its checksum file {meta_path}) is missing. {rebuild}")
+    payload = path.read_bytes()
+    expected = json.loads(meta_path.read_text())["sha256"]
+    if _sha256(payload) != expected:
+        raise DataError(
+            f"Prepared data {path} does not match its checksum in {meta_path}: the file is "
+            f"corrupted or was changed by hand. {rebuild}"
+        )
+    d = torch.load(io.BytesIO(payload), weights_only=True)
+    return PreparedData(d["x_train"], d["y_train"], d["x_test"], d["y_test"], d["num_classes"], d["dataset"])

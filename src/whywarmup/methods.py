@@ -1,0 +1,80 @@
+"""The warmup-method registry.
+
+Each method is one pydantic model with a literal `kind` and the behaviour it needs (its schedule, its
+optimizer). Adding a method is adding one class below and listing it in METHOD_TYPES; params.yaml's
+`methods` section, the JSON schema, the sweep and the tracking pick it up from there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import torch
+from pydantic import Field
+
+from .optim import build_optimizer
+from .schedules import Schedule, WarmupSchedule
+from .sections import OptimizerConfig, PositiveFloat, Seed, SGDConfig, Strict
+
+
+class MethodBase(Strict):
+    """Fields every method has. `grid` and `overrides` are resolved away before a run starts."""
+
+    kind: str
+    optimizer: OptimizerConfig = Field(default_factory=SGDConfig)
+    eta_trgt: PositiveFloat = Field(1.0, description="Target learning rate, or c in eta_trgt = c / lambda_0.")
+    eta_relative_to: Literal["absolute", "lambda_0"] = "absolute"
+    decay: Literal["constant", "cosine"] = Field(
+        "constant", description="After warmup: constant or cosine to eta_trgt/10."
+    )
+    seed: Seed = Field(0, description="Initialization seed.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted keys of the global sections (model, training, sharpness, data) set for this method only.",
+    )
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Dotted keys -> lists of values; the method runs every combination. Keys are fields of this "
+        "method (eta_trgt, warmup_steps, seed, optimizer.beta2, ...) or of a global section (model.width, ...).",
+    )
+
+    @property
+    def warmup_length(self) -> int:
+        """T_wrm of this method (1 = no warmup)."""
+        return 1
+
+    def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
+        raise NotImplementedError
+
+    def build_optimizer(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        return build_optimizer(self.optimizer, params, lr)
+
+
+class NoWarmup(MethodBase):
+    """Constant eta_trgt from the first update (T_wrm = 1), then the decay phase."""
+
+    kind: Literal["none"]
+
+    def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
+        return WarmupSchedule(eta_trgt, 1, decay=self.decay, total_steps=total_steps)
+
+
+class LinearWarmup(MethodBase):
+    """eta_t = eta_trgt (t / T_wrm)^k for t <= T_wrm (PAPER.md section 2 with eta_init = 0)."""
+
+    kind: Literal["linear"]
+    warmup_steps: Annotated[int, Field(ge=1)] = Field(64, description="T_wrm (1 = no warmup).")
+    exponent: PositiveFloat = Field(1.0, description="k in (t / T_wrm)^k; 1 = linear.")
+
+    @property
+    def warmup_length(self) -> int:
+        return self.warmup_steps
+
+    def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
+        return WarmupSchedule(eta_trgt, self.warmup_steps, 0.0, self.exponent, self.decay, total_steps)
+
+
+METHOD_TYPES: tuple[type[MethodBase], ...] = (NoWarmup, LinearWarmup)
+
+# The discriminated union of params.yaml `methods` entries, built from the registry.
+MethodConfig = Annotated[Union[METHOD_TYPES], Field(discriminator="kind")]  # noqa: UP007

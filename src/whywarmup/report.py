@@ -1,0 +1,278 @@
+"""Report stage: figures (PNG), reports/report.md and a self-contained reports/index.html.
+
+Also logs the report as artifacts of an `analysis` run in the MLflow experiment.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from .analysis import read_trajectory  # noqa: E402
+from .config import Config  # noqa: E402
+from .tracking import TAG_ROLE  # noqa: E402
+
+
+@dataclass
+class Figure:
+    filename: str
+    title: str
+    caption: str
+    run_ids: list[str]
+
+
+def _eta_label(runs: pd.DataFrame) -> str:
+    relative = (runs["eta_relative_to"] == "lambda_0").all()
+    return "c = eta_trgt * lambda_0" if relative else "eta_trgt"
+
+
+def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
+    methods = list(dict.fromkeys(runs["method"]))
+    trained = phase.loc[phase["cell"] == "trained", "final_test_accuracy"]
+    vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        cells = phase[phase["method"] == method]
+        etas = sorted(cells["eta_trgt_setting"].unique())
+        twrms = sorted(cells["T_wrm"].unique())
+        grid = np.full((len(twrms), len(etas)), np.nan)
+        for c in cells.itertuples():
+            grid[twrms.index(c.T_wrm), etas.index(c.eta_trgt_setting)] = c.final_test_accuracy
+        im = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=1, cmap="viridis")
+        for c in cells.itertuples():
+            x, y = etas.index(c.eta_trgt_setting), twrms.index(c.T_wrm)
+            if c.cell == "trained":
+                ax.text(
+                    x,
+                    y,
+                    f"{100 * c.final_test_accuracy:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if c.final_test_accuracy < (vmin + 1) / 2 else "black",
+                )
+            else:
+                ax.text(
+                    x,
+                    y,
+                    "X" if c.cell == "diverged" else "F",
+                    ha="center",
+                    va="center",
+                    color="red",
+                    fontsize=12,
+                    fontweight="bold",
+                )
+        ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
+        ax.set_yticks(range(len(twrms)), [str(t) for t in twrms])
+        ax.set_xlabel(_eta_label(runs))
+        ax.set_ylabel("T_wrm")
+        ax.set_title(method)
+    fig.colorbar(im, ax=axes[0].tolist(), label="final test accuracy")
+    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(
+        path.name,
+        "Phase diagrams",
+        "Final test accuracy per (eta_trgt, T_wrm), mean over seeds; X = diverged, F = failed to learn.",
+        runs["mlflow_run_id"].tolist(),
+    )
+
+
+def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in dict.fromkeys(runs["method"]):
+        rows = trainable[trainable["method"] == method]
+        ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=method)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("T_wrm")
+    ax.set_ylabel(f"largest trainable {_eta_label(runs)}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(
+        path.name,
+        "Largest trainable eta_trgt vs T_wrm",
+        "For each method and warmup length, the largest target learning rate at which no seed failed "
+        "(PAPER.md claim C1: it grows with T_wrm).",
+        runs["mlflow_run_id"].tolist(),
+    )
+
+
+def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for i, row in enumerate(chosen.itertuples()):
+        traj = read_trajectory(root, row.method, row.run_key)
+        color = f"C{i}"
+        label = f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else "")
+        axes[0].plot(traj["step"], traj["lr"], color=color, label=label)
+        axes[1].plot(traj["step"], traj["loss"], color=color, label=label)
+        measured = traj.dropna(subset=["sharpness"])
+        axes[2].plot(measured["step"], measured["sharpness"], color=color, label=label)
+        axes[2].plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
+    axes[0].set_ylabel("learning rate")
+    axes[1].set_ylabel("training loss")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("sharpness (dashed: stability threshold)")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    eta = chosen["eta_trgt_setting"].iloc[0]
+    fig.suptitle(f"Training trajectories at {_eta_label(chosen)} = {eta:g}")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(
+        path.name,
+        "Trajectories (Fig. 1 style)",
+        f"Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for "
+        f"GD) for several warmup lengths at {_eta_label(chosen)} = {eta:g}.",
+        chosen["mlflow_run_id"].tolist(),
+    )
+
+
+def _table(df: pd.DataFrame) -> list[list[str]]:
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    return [list(map(str, df.columns))] + [[fmt(v) for v in row] for row in df.itertuples(index=False)]
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    head, *body = rows
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head, *body = rows
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(data)
+    os.replace(tmp, path)
+
+
+def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
+    analysis = root / "analysis"
+    runs = pd.read_csv(analysis / "runs.csv")
+    phase = pd.read_csv(analysis / "phase_diagram.csv")
+    trainable = pd.read_csv(analysis / "max_trainable_lr.csv")
+    chosen = pd.read_csv(analysis / "trajectory_runs.csv")
+    out = root / "reports"
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    figures = [
+        trajectory_figure(root, chosen, figdir / "trajectories.png"),
+        phase_diagram_figure(phase, runs, figdir / "phase_diagrams.png"),
+        max_trainable_figure(trainable, runs, figdir / "max_trainable_lr.png"),
+    ]
+    summary_cols = [
+        "method",
+        "T_wrm",
+        "max_trainable_eta_trgt_setting",
+        "best_final_test_accuracy",
+        "best_eta_trgt_setting",
+    ]
+    table = _table(trainable[summary_cols])
+    config_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    commands = "dvc repro\nmlflow ui   # then open http://127.0.0.1:5000"
+
+    md = [
+        f"# {cfg.report.title}",
+        "",
+        f"{len(runs)} runs over {len(cfg.methods)} methods on `{cfg.data.dataset}`.",
+        "",
+        "## Largest trainable target learning rate per warmup length",
+        "",
+        _md_table(table),
+        "",
+    ]
+    for f in figures:
+        md += [
+            f"## {f.title}",
+            "",
+            f"![{f.title}](figures/{f.filename})",
+            "",
+            f.caption,
+            "",
+            f"MLflow runs: {', '.join(f'`{r}`' for r in f.run_ids)}",
+            "",
+        ]
+    md += [
+        "## Configuration",
+        "",
+        "```yaml",
+        config_yaml.rstrip(),
+        "```",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        commands,
+        "```",
+        "",
+    ]
+    _atomic_write(out / "report.md", "\n".join(md))
+
+    parts = []
+    for f in figures:
+        data = base64.b64encode((figdir / f.filename).read_bytes()).decode()
+        parts.append(
+            f"<section><h2>{html.escape(f.title)}</h2><img alt='{html.escape(f.title)}' "
+            f"src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
+            f"<p class='runs'>MLflow runs: {html.escape(', '.join(f.run_ids))}</p></section>"
+        )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.report.title)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}img{{max-width:100%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.runs{{font-size:70%;color:#666}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>{html.escape(cfg.report.title)}</h1>
+<p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
+<h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
+{"".join(parts)}
+<h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
+<h2>Reproduce</h2><pre>{html.escape(commands)}</pre>
+</body></html>
+"""
+    _atomic_write(out / "index.html", page)
+    if log_to_mlflow:
+        _log_report(cfg, root, out)
+    return out / "index.html"
+
+
+def _log_report(cfg: Config, root: Path, out: Path) -> None:
+    from .sweep import open_tracker
+
+    tracker = open_tracker(cfg, root)
+    run_id = tracker.client.create_run(
+        tracker.experiment_id, run_name="analysis", tags={TAG_ROLE: "analysis"}
+    ).info.run_id
+    with tracker.closing(run_id):
+        tracker.log_artifacts(run_id, out, "report")
+        tracker.log_artifacts(run_id, root / "analysis", "analysis")
+        tracker.log_artifact(run_id, root / "metrics.json")

@@ -1,0 +1,138 @@
+"""pydantic models for the sections of params.yaml (everything except the methods)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+UnitInterval = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
+
+
+class DataConfig(Strict):
+    dataset: DatasetName = "digits"
+    root: str = Field("data/raw", description="Folder where torchvision datasets are downloaded / looked for.")
+    prepared_dir: str = Field("data/prepared", description="Folder of the prepared tensors.")
+    download: bool = Field(True, description="Download torchvision datasets that are not in `root`.")
+    num_examples: PositiveInt | None = Field(None, description="Random training subset size (None: all).")
+    num_test_examples: PositiveInt | None = Field(None, description="Random test subset size (None: all).")
+    test_fraction: Fraction = Field(0.2, description="Held-out fraction for datasets without a test split.")
+    split_seed: Seed = 0
+
+
+class FCNConfig(Strict):
+    kind: Literal["fcn"] = "fcn"
+    depth: Annotated[int, Field(ge=1, le=64)] = Field(4, description="Number of linear layers.")
+    width: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    activation: Literal["relu", "tanh", "linear"] = "relu"
+    bias: bool = False
+    parametrization: Literal["sp", "mup"] = "sp"
+
+
+class CNNConfig(Strict):
+    """Myrtle-style CNN: conv blocks doubling the channels with 2x2 average pooling, no normalization."""
+
+    kind: Literal["cnn"] = "cnn"
+    channels: Annotated[int, Field(ge=1, le=4096)] = 32
+    depth: Annotated[int, Field(ge=1, le=6)] = Field(3, description="Number of pooling stages.")
+    activation: Literal["relu", "tanh", "linear"] = "relu"
+
+
+class WRNConfig(Strict):
+    """WideResNet with LayerNorm over channels in place of BatchNorm (as in the authors' code)."""
+
+    kind: Literal["wrn"] = "wrn"
+    depth: Annotated[int, Field(ge=10, le=100)] = 16
+    widen_factor: Annotated[int, Field(ge=1, le=20)] = 4
+
+    @field_validator("depth")
+    @classmethod
+    def _depth_is_6n_plus_4(cls, depth: int) -> int:
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n + 4 (10, 16, 22, 28, ...), got {depth}")
+        return depth
+
+
+ModelConfig = Annotated[FCNConfig | CNNConfig | WRNConfig, Field(discriminator="kind")]
+
+
+class TrainingConfig(Strict):
+    loss: Literal["mse", "cross_entropy"] = "mse"
+    steps: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    batch_size: PositiveInt | None = Field(None, description="Minibatch size; None = full-batch GD.")
+    data_seed: Seed = Field(0, description="Seed of the minibatch order (separate from the init seed).")
+    eval_every: PositiveInt = Field(100, description="Test-set evaluation every this many steps and at the end.")
+    divergence_factor: Annotated[float, Field(gt=1, allow_inf_nan=False)] = Field(
+        1e6,
+        description="A run diverges when its loss is NaN/Inf or exceeds this factor times the initial loss.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    threads: Annotated[int, Field(ge=0, le=1024)] = Field(
+        0, description="torch intra-op threads per run on CPU (0: torch's default)."
+    )
+
+
+class SharpnessConfig(Strict):
+    every: Annotated[int, Field(ge=0)] = Field(
+        10,
+        description="Measure the top Hessian eigenvalue every this many steps (0: only at initialization).",
+    )
+    measure_on: Literal["subset", "train"] = Field(
+        "subset", description="subset: a fixed random subset of the training set; train: all of it."
+    )
+    subset_size: PositiveInt = 1024
+    subset_seed: Seed = 0
+    chunk_size: PositiveInt = Field(4096, description="Examples per forward pass during a measurement.")
+    tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    max_matvecs: Annotated[int, Field(ge=2, le=10_000)] = 100
+    dtype: Literal["model", "float64"] = Field("model", description="float64: measure in double precision.")
+
+
+class TrackingConfig(Strict):
+    uri: str = Field(
+        "sqlite:///mlflow.db",
+        description="MLflow tracking URI; a relative sqlite path is resolved against the project root. "
+        "The MLFLOW_TRACKING_URI environment variable overrides it.",
+    )
+    experiment: str = Field("whywarmup", min_length=1)
+    log_every: PositiveInt = Field(1, description="Per-step metrics are logged every this many steps.")
+
+
+class ReportConfig(Strict):
+    title: str = "Why warmup the learning rate? Reproduction report"
+    trajectory_method: str | None = Field(
+        None, description="Method whose runs make the Fig.-1-style trajectory figure (default: first linear)."
+    )
+    max_trajectories: Annotated[int, Field(ge=1, le=12)] = 4
+
+
+class SGDConfig(Strict):
+    name: Literal["sgd"] = "sgd"
+    momentum: UnitInterval = 0.0
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class AdamConfig(Strict):
+    name: Literal["adam", "radam"] = "adam"
+    beta1: UnitInterval = 0.9
+    beta2: UnitInterval = 0.999
+    eps: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+OptimizerConfig = Annotated[SGDConfig | AdamConfig, Field(discriminator="name")]

@@ -1,0 +1,164 @@
+"""MLflow tracking: one parent run per method, one child run per grid point, metrics sent in batches."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import TrackingError
+
+TAG_METHOD = "whywarmup.method"
+TAG_KIND = "whywarmup.kind"
+TAG_ROLE = "whywarmup.role"
+TAG_RUN_KEY = "whywarmup.run_key"
+TAG_STATUS = "whywarmup.status"
+PER_STEP_METRICS = [
+    "loss",
+    "accuracy",
+    "lr",
+    "sharpness",
+    "preconditioned_sharpness",
+    "stability_threshold",
+    "lr_times_sharpness",
+    "sharpness_matvecs",
+    "test_loss",
+    "test_accuracy",
+]
+
+
+def redact(uri: str) -> str:
+    """Hide a password in a URI (scheme://user:password@host -> scheme://user:***@host)."""
+    return re.sub(r"(//[^/:@]+:)[^@/]*@", r"\1***@", uri)
+
+
+def resolve_tracking_uri(configured: str, root: Path) -> str:
+    """MLFLOW_TRACKING_URI wins; otherwise a relative sqlite path is made absolute against `root`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + str((root / uri[len(prefix) :]).resolve())
+    elif "://" not in uri:  # a plain path: a file store folder
+        uri = str((root / uri).resolve())
+    return uri
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out
+
+
+def _chunked(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """Thin layer over MlflowClient that knows this project's run layout."""
+
+    def __init__(self, uri: str, experiment: str, root: Path):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = None
+                if uri.startswith("sqlite:"):  # keep artifacts beside the store, whatever the cwd
+                    location = (root / "mlartifacts").resolve().as_uri()
+                exp_id = self.client.create_experiment(experiment, artifact_location=location)
+            else:
+                exp_id = exp.experiment_id
+        except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
+            raise TrackingError(
+                f"The MLflow tracking store at {redact(uri)} cannot be used ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}). Nothing was trained. If it is a server, start it "
+                "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or fix tracking.uri in params.yaml / "
+                "MLFLOW_TRACKING_URI; if it is a sqlite file, check that its folder exists and is writable."
+            ) from None
+        self.experiment_id = exp_id
+
+    def start_parent(self, method: str, kind: str, params: dict[str, Any]) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=method, tags={TAG_METHOD: method, TAG_KIND: kind, TAG_ROLE: "method"}
+        )
+        self.log_params(run.info.run_id, flatten(params))
+        return run.info.run_id
+
+    def start_child(self, parent_id: str, method: str, kind: str, run_key: str, run_name: str) -> str:
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            TAG_METHOD: method,
+            TAG_KIND: kind,
+            TAG_ROLE: "grid_point",
+            TAG_RUN_KEY: run_key,
+        }
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for chunk in _chunked(items, 100):
+            self.client.log_batch(run_id, params=chunk, synchronous=True)
+
+    def log_trajectory(self, run_id: str, trajectory: pd.DataFrame, every: int = 1) -> None:
+        """All per-step metrics in batches of 1000 (MLflow's limit), not one call per value."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for row in trajectory.itertuples(index=False):
+            step = int(row.step)
+            for name in PER_STEP_METRICS:
+                value = getattr(row, name)
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                if name in ("loss", "accuracy", "lr") and step % every and step != trajectory["step"].iloc[-1]:
+                    continue
+                metrics.append(Metric(name, float(value), now, step))
+        for chunk in _chunked(metrics, 1000):
+            self.client.log_batch(run_id, metrics=chunk, synchronous=True)
+
+    def log_summary(self, run_id: str, summary: dict[str, float], status: str) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and not math.isnan(v)]
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(TAG_STATUS, status)], synchronous=True)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_artifacts(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(path), artifact_path)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    @contextmanager
+    def closing(self, run_id: str) -> Iterator[str]:
+        """End the run FINISHED, or KILLED on Ctrl-C/SIGTERM, or FAILED on an error: never left RUNNING."""
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self.end(run_id, "KILLED")
+            raise
+        except BaseException:
+            self.end(run_id, "FAILED")
+            raise
+        self.end(run_id, "FINISHED")

@@ -1,0 +1,263 @@
+"""One training run: initialize, measure lambda_0, then train with the method's schedule while recording
+loss, accuracy, lr and the sharpness.
+
+Step semantics: row s of the trajectory (MLflow step s) describes the parameters after s updates (s = 0 is
+initialization, i.e. the parameters *before* update s + 1), and `lr` at row s is the learning rate of update
+s + 1, the update applied to those parameters. So `lr_times_sharpness` at row s measures the stability of
+the very next update.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .curvature import top_hessian_eigen
+from .data import PreparedData
+from .losses import accuracy, get_loss
+from .models import build_model
+from .optim import adam_preconditioner, is_adaptive, stability_constant
+from .schedules import steps_to_target
+from .tracking import PER_STEP_METRICS
+
+TRAJECTORY_COLUMNS = ["step", *PER_STEP_METRICS]
+
+
+@dataclass
+class RunResult:
+    key: str
+    summary: dict[str, float]
+    trajectory: pd.DataFrame
+    status: str  # "finished", "diverged" or "failed"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import WhywarmupError
+
+        raise WhywarmupError(
+            "training.device is 'cuda' but no CUDA device is visible to torch. "
+            "Set training.device to 'auto' or 'cpu', or install a CUDA build of torch."
+        )
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int) -> tuple[float, float]:
+    """Mean loss and accuracy over (x, y), in chunks, weighted by chunk size."""
+    total_loss, total_acc = 0.0, 0.0
+    for i in range(0, len(x), chunk):
+        out = model(x[i : i + chunk])
+        n = len(out)
+        total_loss += loss_fn(out, y[i : i + chunk]).item() * n
+        total_acc += accuracy(out, y[i : i + chunk]).item() * n
+    return total_loss / len(x), total_acc / len(x)
+
+
+def measurement_set(data: PreparedData, run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed batch on which the sharpness is measured (sharpness.measure_on)."""
+    cfg = run.sharpness
+    n = len(data.x_train)
+    if cfg.measure_on == "train" or cfg.subset_size >= n:
+        return data.x_train, data.y_train
+    g = torch.Generator().manual_seed(cfg.subset_seed)
+    idx = torch.randperm(n, generator=g)[: cfg.subset_size].sort().values.to(data.x_train.device)
+    return data.x_train[idx], data.y_train[idx]
+
+
+class SharpnessMeter:
+    """Measures the top Hessian eigenvalue on a fixed batch, warm-starting each measurement from the last."""
+
+    def __init__(self, model, loss_fn, batch, run: RunConfig, dtype: torch.dtype):
+        self.model, self.loss_fn, self.batch, self.cfg = model, loss_fn, batch, run.sharpness
+        self.dtype = torch.float64 if self.cfg.dtype == "float64" else dtype
+        self.generator = torch.Generator().manual_seed(run.sharpness.subset_seed + 1)
+        self.vectors: dict[str, torch.Tensor] = {}
+        self.nonconverged = 0
+
+    def measure(self, which: str = "plain", preconditioner=None) -> tuple[float, int]:
+        """(value, HVPs spent); value is NaN when Lanczos did not converge (counted in `nonconverged`)."""
+        res = top_hessian_eigen(
+            self.model,
+            self.loss_fn,
+            self.batch,
+            preconditioner=preconditioner,
+            init=self.vectors.get(which),
+            tol=self.cfg.tol,
+            max_matvecs=self.cfg.max_matvecs,
+            dtype=self.dtype,
+            chunk_size=self.cfg.chunk_size,
+            generator=self.generator,
+        )
+        self.vectors[which] = res.vector
+        if not res.converged:
+            self.nonconverged += 1
+            return math.nan, res.matvecs
+        return res.value, res.matvecs
+
+
+def _batches(data: PreparedData, run: RunConfig):
+    """Yield the (x, y) of each update: the full training set, or minibatches of a seeded epoch order."""
+    bs = run.training.batch_size
+    n = len(data.x_train)
+    if bs is None or bs >= n:
+        while True:
+            yield data.x_train, data.y_train
+    g = torch.Generator().manual_seed(run.training.data_seed)
+    while True:
+        perm = torch.randperm(n, generator=g).to(data.x_train.device)
+        for i in range(0, n - bs + 1, bs):
+            idx = perm[i : i + bs]
+            yield data.x_train[idx], data.y_train[idx]
+
+
+def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, position: int = 0) -> RunResult:
+    """Train one grid point and return its trajectory and summary. NaN/Inf loss ends the run as diverged."""
+    t_start = time.perf_counter()
+    device = resolve_device(run.training.device)
+    dtype = torch.float64 if run.training.dtype == "float64" else torch.float32
+    if run.training.threads and device.type == "cpu":
+        torch.set_num_threads(run.training.threads)
+    data = data.to(device, dtype)
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, data.input_shape, data.num_classes).to(device, dtype)
+    loss_fn = get_loss(run.training.loss)
+    meter = SharpnessMeter(model, loss_fn, measurement_set(data, run), run, dtype)
+    chunk = run.sharpness.chunk_size
+
+    lambda_0, _ = meter.measure()
+    if run.method.eta_relative_to == "lambda_0":
+        if not (lambda_0 > 0):
+            from .errors import WhywarmupError
+
+            raise WhywarmupError(
+                f"Run {run.key} ({run.name}): eta_trgt is relative to lambda_0 but the initial sharpness is "
+                f"{lambda_0}, so eta_trgt = c / lambda_0 is undefined. Use eta_relative_to: absolute."
+            )
+        eta_trgt = run.method.eta_trgt / lambda_0
+    else:
+        eta_trgt = run.method.eta_trgt
+    steps = run.training.steps
+    schedule = run.method.build_schedule(eta_trgt, steps, {"lambda_0": lambda_0})
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = run.method.build_optimizer(params, schedule.lr(1))
+    constant = stability_constant(run.method.optimizer)
+    adaptive = is_adaptive(run.method.optimizer)
+
+    rows: list[dict[str, float]] = []
+    batches = _batches(data, run)
+    status, diverged_step, initial_loss = "finished", math.nan, math.nan
+    every = run.sharpness.every
+    bar = tqdm(
+        total=steps,
+        desc=f"{run.name} {run.key}",
+        position=position,
+        leave=False,
+        disable=not progress,
+        mininterval=1.0,
+        unit="step",
+    )
+    for s in range(steps + 1):
+        x, y = next(batches) if s < steps else (data.x_train, data.y_train)
+        model.train()
+        for p in params:
+            p.grad = None
+        if s < steps:
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss_value, acc_value = loss.item(), accuracy(out, y).item()
+        else:
+            loss_value, acc_value = evaluate(model, loss_fn, x, y, chunk)
+        if s == 0:
+            initial_loss = loss_value
+        if not math.isfinite(loss_value) or loss_value > run.training.divergence_factor * initial_loss:
+            status, diverged_step = "diverged", s
+            rows.append({"step": s, "loss": loss_value})
+            break
+        lr = schedule.lr(s + 1) if s < steps else math.nan
+        row: dict[str, float] = {
+            "step": s,
+            "lr": lr,
+            "loss": loss_value,
+            "accuracy": acc_value,
+            "stability_threshold": constant / lr,
+        }
+        if s < steps:
+            loss.backward()
+        if s == 0 or (every and s % every == 0) or s == steps:
+            value, hvps = (lambda_0, 0) if s == 0 else meter.measure()
+            row.update(sharpness=value, sharpness_matvecs=hvps)
+            relevant = value
+            if adaptive and s < steps:
+                pre = adam_preconditioner(optimizer, [p.grad for p in params])
+                pvalue, phvps = meter.measure("preconditioned", pre)
+                row.update(preconditioned_sharpness=pvalue, sharpness_matvecs=hvps + phvps)
+                relevant = pvalue
+            if s < steps:
+                row["lr_times_sharpness"] = lr * relevant
+        if s % run.training.eval_every == 0 or s == steps:
+            row["test_loss"], row["test_accuracy"] = evaluate(model, loss_fn, data.x_test, data.y_test, chunk)
+        rows.append(row)
+        if s < steps:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            bar.update(1)
+    bar.close()
+
+    trajectory = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+    last = rows[-1]
+    if status == "finished" and last["accuracy"] < 1.5 / data.num_classes:
+        status = "failed"
+    used = steps_to_target(schedule, steps)
+    summary = {
+        "lambda_0": lambda_0,
+        "eta_trgt": eta_trgt,
+        "eta_trgt_times_lambda_0": eta_trgt * lambda_0,
+        "warmup_length": float(run.method.warmup_length),
+        "warmup_steps_used": float(used) if used is not None else math.nan,
+        "diverged": float(status == "diverged"),
+        "diverged_step": float(diverged_step),
+        "failed": float(status != "finished"),
+        "final_train_loss": last["loss"] if status != "diverged" else math.nan,
+        "final_train_accuracy": last.get("accuracy", math.nan),
+        "final_test_loss": last.get("test_loss", math.nan),
+        "final_test_accuracy": last.get("test_accuracy", math.nan),
+        "sharpness_nonconverged": float(meter.nonconverged),
+        "steps_completed": float(trajectory["step"].max()),
+        "wall_time_s": time.perf_counter() - t_start,
+    }
+    summary = {k: float(v) if v is not None else math.nan for k, v in summary.items()}
+    return RunResult(run.key, summary, trajectory, status)
+
+
+def summary_row(run: RunConfig, result: RunResult) -> dict[str, Any]:
+    """One row of a method's summary.csv: the grid coordinates and the summary metrics."""
+    m = run.method
+    return {
+        "run_key": run.key,
+        "method": run.name,
+        "kind": m.kind,
+        "optimizer": m.optimizer.name,
+        "eta_trgt_setting": m.eta_trgt,
+        "eta_relative_to": m.eta_relative_to,
+        "T_wrm": m.warmup_length,
+        "seed": m.seed,
+        "status": result.status,
+        **result.summary,
+    }
+
+
+def nan_to_none(values: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}

@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import functional_call
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dense_hessian(model: torch.nn.Module, loss_fn, batches) -> torch.Tensor:
+    """Dense Hessian of the sample-weighted mean loss, by reverse-over-reverse autograd (independent path)."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    total = sum(len(x) for x, _ in batches)
+
+    def loss(flat):
+        chunks = flat.split([s.numel() for s in shapes])
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes)}
+        return sum(len(x) / total * loss_fn(functional_call(model, params, (x,)), y) for x, y in batches)
+
+    return torch.autograd.functional.hessian(loss, flat0)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return ROOT

@@ -1,0 +1,115 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from whywarmup.config import load_config, parse_config
+from whywarmup.errors import ConfigError
+
+
+def _errors(raw) -> dict[str, str]:
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    return dict(e.value.problems)
+
+
+def test_default_params_file_is_valid(project_root):
+    cfg = load_config(project_root / "params.yaml")
+    assert {"none", "linear"} <= set(cfg.methods)
+    assert len(cfg.runs("linear")) == len(cfg.methods["linear"].grid["eta_trgt"]) * len(
+        cfg.methods["linear"].grid["warmup_steps"]
+    )
+
+
+def test_all_errors_are_reported_together_with_dotted_paths():
+    problems = _errors(
+        {
+            "model": {"kind": "fcn", "widht": 3},
+            "training": {"steps": "many"},
+            "sharpness": {"tol": -1},
+            "methods": {"lin": {"kind": "linear", "optimizer": {"name": "sgd", "momentum": 1.5}}},
+        }
+    )
+    assert set(problems) == {
+        "model.widht",
+        "training.steps",
+        "sharpness.tol",
+        "methods.lin.optimizer.momentum",
+    }
+    assert "unknown key" in problems["model.widht"]
+
+
+def test_grid_values_and_cross_field_checks_are_validated():
+    problems = _errors(
+        {
+            "methods": {
+                "lin": {
+                    "kind": "linear",
+                    "grid": {"eta_trgt": [0.1, -1.0], "warmup_steps": [10, 5000], "optimizer.beta9": [1]},
+                }
+            }
+        }
+    )
+    assert any(p.startswith("methods.lin.grid.eta_trgt = -1.0") for p in problems)
+    assert any("optimizer.beta9" in p for p in problems)
+    assert any("longer than training.steps" in m for m in problems.values())
+
+
+def test_unknown_method_kind_and_empty_grid():
+    problems = _errors({"methods": {"a": {"kind": "cosmic"}, "b": {"kind": "none", "grid": {"seed": []}}}})
+    assert "methods.a" in problems and "cosmic" in problems["methods.a"]
+    assert "methods.b.grid.seed" in problems
+
+
+def test_grid_expansion_overrides_and_stable_keys():
+    cfg = parse_config(
+        {
+            "methods": {
+                "adam": {
+                    "kind": "linear",
+                    "optimizer": {"name": "adam"},
+                    "overrides": {"model.width": 32},
+                    "grid": {
+                        "eta_trgt": [1e-3, 1e-2],
+                        "optimizer.beta2": [0.95, 0.999],
+                        "training.steps": [100],
+                    },
+                }
+            }
+        }
+    )
+    runs = cfg.runs("adam")
+    assert len(runs) == 4
+    assert {(r.method.eta_trgt, r.method.optimizer.beta2) for r in runs} == {
+        (1e-3, 0.95),
+        (1e-3, 0.999),
+        (1e-2, 0.95),
+        (1e-2, 0.999),
+    }
+    assert all(r.model.width == 32 and r.training.steps == 100 for r in runs)
+    assert len({r.key for r in runs}) == 4
+    assert [r.key for r in runs] == [r.key for r in cfg.runs("adam")]  # deterministic
+
+
+def test_cli_validate_exit_status_and_schema(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"methods": {"x": {"kind": "linear", "eta_trgt": "fast"}}, "data": {"seedz": 1}}))
+    proc = subprocess.run([sys.executable, "-m", "whywarmup.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr
+    assert "methods.x.eta_trgt" in proc.stderr and "data.seedz" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "whywarmup.cli", "schema"], capture_output=True, text=True)
+    schema = json.loads(proc.stdout)
+    assert {"methods", "model", "training", "sharpness", "tracking", "report", "data"} <= set(schema["properties"])
+
+
+def test_unreadable_and_non_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path / "missing.yaml")
+    f = tmp_path / "broken.yaml"
+    f.write_text("methods: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)

@@ -1,0 +1,145 @@
+"""End to end: the real `dvc repro` on a tiny params file in a temporary git repository, then the MLflow store
+opened with MlflowClient, the report files, `dvc metrics show`, `dvc plots show`, and re-runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+BIN = Path(sys.executable).parent
+
+TINY = {
+    "data": {"dataset": "digits", "num_examples": 200},
+    "model": {"kind": "fcn", "depth": 3, "width": 16},
+    "training": {"steps": 30, "eval_every": 10},
+    "sharpness": {"every": 10, "subset_size": 64},
+    "report": {"trajectory_method": "linear"},
+    "methods": {
+        "none": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [1.0, 64.0]}},
+        "linear": {
+            "kind": "linear",
+            "eta_relative_to": "lambda_0",
+            "grid": {"eta_trgt": [1.0, 64.0], "warmup_steps": [5, 10]},
+        },
+    },
+}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = Path(__file__).resolve().parents[1]
+    repo = tmp_path_factory.mktemp("project")
+    for name in ["dvc.yaml", "MLproject", ".gitignore"]:
+        shutil.copy(root / name, repo / name)
+    for name in ["pipeline", "src"]:
+        shutil.copytree(root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(TINY))
+    _run(["git", "init", "-q"], repo)
+    _run([str(BIN / "dvc"), "init", "-q"], repo)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], repo)
+    _run([str(BIN / "dvc"), "repro"], repo)
+    return repo
+
+
+def _client(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def test_mlflow_has_parent_and_child_runs_with_histories(repo):
+    client = _client(repo)
+    exp = client.get_experiment_by_name("whywarmup")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = {r.data.tags["whywarmup.method"]: r for r in runs if r.data.tags.get("whywarmup.role") == "method"}
+    assert set(parents) == {"none", "linear"}
+    children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
+    assert len(children) == 2 + 4
+    for child in children:
+        assert child.info.status == "FINISHED"
+        method = child.data.tags["whywarmup.method"]
+        assert child.data.tags["mlflow.parentRunId"] == parents[method].info.run_id
+        m = child.data.metrics
+        assert {"lambda_0", "diverged", "failed", "warmup_steps_used"} <= set(m)
+        assert m["lambda_0"] > 0
+        steps = [p.step for p in client.get_metric_history(child.info.run_id, "sharpness")]
+        if m["diverged"]:
+            assert steps[0] == 0
+        else:
+            assert steps == [0, 10, 20, 30]
+            assert {"final_test_accuracy", "final_train_loss"} <= set(m)
+            lr = client.get_metric_history(child.info.run_id, "lr")
+            assert len(lr) == 30
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "trajectory")]
+        assert artifacts == [f"trajectory/{child.data.tags['whywarmup.run_key']}.parquet"]
+    # warmup makes c = 64 trainable where constant 64/lambda_0 diverges
+    by_key = {
+        (
+            c.data.tags["whywarmup.method"],
+            c.data.params["method.eta_trgt"],
+            c.data.params.get("method.warmup_steps"),
+        ): c.data.metrics
+        for c in children
+    }
+    assert by_key[("none", "64.0", None)]["diverged"] == 1
+    assert by_key[("linear", "64.0", "10")]["diverged"] == 0
+    analysis = [r for r in runs if r.data.tags.get("whywarmup.role") == "analysis"]
+    assert len(analysis) == 1
+    assert "report/index.html" in [a.path for a in client.list_artifacts(analysis[0].info.run_id, "report")]
+
+
+def test_outputs_metrics_and_plots(repo):
+    for f in [
+        "reports/index.html",
+        "reports/report.md",
+        "reports/figures/trajectories.png",
+        "reports/figures/phase_diagrams.png",
+        "reports/figures/max_trainable_lr.png",
+        "analysis/phase_diagram.csv",
+        "runs/none/summary.csv",
+        "runs/linear/summary.csv",
+    ]:
+        assert (repo / f).exists(), f
+    html = (repo / "reports/index.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "http" not in html.replace("http://127.0.0.1", "")
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert metrics["methods"]["none"]["max_trainable_eta_trgt_setting"] == {"T_wrm=1": 1.0}
+    shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
+    assert "largest_trainable_eta_setting_with_warmup" in shown
+    _run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], repo)
+    assert (repo / "dvc_plots" / "index.html").exists()
+
+
+def test_second_repro_is_a_noop_and_edits_rerun_only_their_method(repo):
+    out = _run([str(BIN / "dvc"), "repro"], repo).stdout
+    assert "Running stage" not in out
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["methods"]["linear"]["grid"]["warmup_steps"] = [5]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run([str(BIN / "dvc"), "repro"], repo).stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@linear", "analyze", "report"}
+
+
+def test_mlflow_run_entry_point(repo):
+    out = _run([str(BIN / "mlflow"), "run", ".", "-e", "validate", "--env-manager", "local"], repo)
+    assert "valid" in out.stdout + out.stderr

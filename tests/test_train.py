@@ -1,0 +1,92 @@
+import math
+
+import pandas as pd
+import pytest
+
+from whywarmup.config import parse_config
+from whywarmup.data import build_dataset
+from whywarmup.sections import DataConfig
+from whywarmup.train import train_run
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return build_dataset(DataConfig(num_examples=300))
+
+
+def _run(method: dict, **sections):
+    raw = {
+        "model": {"kind": "fcn", "depth": 3, "width": 32},
+        "training": {"steps": 40, "eval_every": 20},
+        "sharpness": {"every": 10, "subset_size": 128},
+        "methods": {"m": method},
+        **sections,
+    }
+    return parse_config(raw).runs("m")[0]
+
+
+def test_step_semantics_and_logged_columns(digits):
+    run = _run({"kind": "linear", "warmup_steps": 20, "eta_trgt": 0.5})
+    res = train_run(run, digits, progress=False)
+    traj = res.trajectory
+    assert res.status == "finished"
+    assert list(traj["step"]) == list(range(41))
+    schedule = run.method.build_schedule(0.5, 40, {})
+    # row s holds the lr of update s + 1
+    assert traj["lr"].iloc[:40].tolist() == pytest.approx([schedule.lr(s + 1) for s in range(40)])
+    assert math.isnan(traj["lr"].iloc[40])
+    measured = traj.dropna(subset=["sharpness"])["step"].tolist()
+    assert measured == [0, 10, 20, 30, 40]
+    assert traj["stability_threshold"].iloc[:40].tolist() == pytest.approx((2 / traj["lr"].iloc[:40]).tolist())
+    row = traj.set_index("step").loc[10]
+    assert row["lr_times_sharpness"] == pytest.approx(row["lr"] * row["sharpness"])
+    assert traj.dropna(subset=["test_accuracy"])["step"].tolist() == [0, 20, 40]
+    assert res.summary["warmup_steps_used"] == 20
+    assert res.summary["lambda_0"] == traj["sharpness"].iloc[0]
+    assert res.summary["final_test_accuracy"] == traj["test_accuracy"].iloc[-1]
+
+
+def test_relative_eta_and_determinism(digits):
+    run = _run({"kind": "none", "eta_trgt": 2.0, "eta_relative_to": "lambda_0"})
+    a = train_run(run, digits, progress=False)
+    b = train_run(run, digits, progress=False)
+    assert a.summary["eta_trgt"] * a.summary["lambda_0"] == pytest.approx(2.0)
+    pd.testing.assert_frame_equal(a.trajectory, b.trajectory)
+
+
+def test_divergence_is_recorded_and_stops_the_run(digits):
+    run = _run({"kind": "none", "eta_trgt": 1000.0, "eta_relative_to": "lambda_0"})
+    res = train_run(run, digits, progress=False)
+    assert res.status == "diverged"
+    assert res.summary["diverged"] == 1 and res.summary["failed"] == 1
+    assert 0 < res.summary["diverged_step"] < 40
+    assert len(res.trajectory) == res.summary["diverged_step"] + 1
+    assert math.isnan(res.summary["final_test_accuracy"])
+
+
+def test_failure_to_learn_is_recorded(digits):
+    # Zero-ish learning rate: the net stays at its initialization, whose accuracy (seed 3) is below 1.5/10.
+    run = _run({"kind": "none", "eta_trgt": 1e-12, "seed": 3})
+    res = train_run(run, digits, progress=False)
+    assert res.summary["final_train_accuracy"] < 0.15
+    assert res.status == "failed" and res.summary["failed"] == 1 and res.summary["diverged"] == 0
+
+
+def test_adam_logs_preconditioned_sharpness(digits):
+    run = _run(
+        {
+            "kind": "linear",
+            "warmup_steps": 10,
+            "eta_trgt": 1e-3,
+            "optimizer": {"name": "adam"},
+            "decay": "cosine",
+        }
+    )
+    res = train_run(run, digits, progress=False)
+    traj = res.trajectory.set_index("step")
+    assert traj.loc[10, "preconditioned_sharpness"] > traj.loc[10, "sharpness"]
+    assert traj.loc[10, "stability_threshold"] == pytest.approx(38 / traj.loc[10, "lr"])
+    assert traj.loc[10, "lr_times_sharpness"] == pytest.approx(
+        traj.loc[10, "lr"] * traj.loc[10, "preconditioned_sharpness"]
+    )
+    assert traj.loc[39, "lr"] == pytest.approx(1e-3 / 10 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * 30 / 30)))
