@@ -143,3 +143,68 @@ def test_second_repro_is_a_noop_and_edits_rerun_only_their_method(repo):
 def test_mlflow_run_entry_point(repo):
     out = _run([str(BIN / "mlflow"), "run", ".", "-e", "validate", "--env-manager", "local"], repo)
     assert "valid" in out.stdout + out.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def test_mlflow_ui_in_the_repo_root_serves_the_runs(repo):
+    """`mlflow ui` with its defaults (only the port chosen) finds the store, the runs and their artifacts."""
+    import time
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "ui", "--port", str(port)],
+        cwd=repo,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                exp = _get_json(f"{base}/experiments/get-by-name?experiment_name=whywarmup")["experiment"]
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not come up"
+                time.sleep(1)
+        runs = _get_json(f"{base}/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 500})
+        children = [
+            r for r in runs["runs"] if {"key": "whywarmup.role", "value": "grid_point"} in r["data"].get("tags", [])
+        ]
+        assert len(children) >= 6
+        run_id = children[0]["info"]["run_id"]
+        history = _get_json(f"{base}/metrics/get-history?run_id={run_id}&metric_key=sharpness")
+        assert history["metrics"][0]["step"] == 0
+        files = _get_json(f"{base}/artifacts/list?run_id={run_id}&path=trajectory")["files"]
+        assert files[0]["path"].endswith(".parquet")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_dvc_exp_run_in_a_temp_workspace_logs_to_the_project_store(repo):
+    client = _client(repo)
+    exp = client.get_experiment_by_name("whywarmup")
+    before = len(client.search_runs([exp.experiment_id], max_results=1000))
+    _run([str(BIN / "dvc"), "exp", "run", "--temp", "-S", "methods.none.grid.eta_trgt=[2.0]"], repo)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    new = [r for r in runs[: len(runs) - before] if r.data.tags.get("whywarmup.role") == "grid_point"]
+    assert [r.data.params["method.eta_trgt"] for r in new] == ["2.0"]
+    assert not list((repo / ".dvc").rglob("mlflow.db"))

@@ -80,7 +80,7 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_ylabel("T_wrm")
         ax.set_title(method)
     fig.colorbar(im, ax=axes[0].tolist(), label="final test accuracy")
-    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn")
+    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn", y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return Figure(

@@ -39,8 +39,22 @@ def redact(uri: str) -> str:
     return re.sub(r"(//[^/:@]+:)[^@/]*@", r"\1***@", uri)
 
 
-def resolve_tracking_uri(configured: str, root: Path) -> str:
-    """MLFLOW_TRACKING_URI wins; otherwise a relative sqlite path is made absolute against `root`."""
+def store_root(workspace: Path) -> Path:
+    """The folder relative store paths are resolved against: the project root.
+
+    `dvc exp run --temp` and `dvc queue` run stages in a copy of the project under <project>/.dvc/tmp/exps/;
+    their runs belong in the project's store, not in a store inside that throw-away copy.
+    """
+    workspace = workspace.resolve()
+    for folder in [workspace, *workspace.parents]:
+        if folder.name == ".dvc":
+            return folder.parent
+    return workspace
+
+
+def resolve_tracking_uri(configured: str, workspace: Path) -> str:
+    """MLFLOW_TRACKING_URI wins; otherwise a relative sqlite path is made absolute against the project root."""
+    root = store_root(workspace)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
@@ -78,8 +92,8 @@ class Tracker:
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 location = None
-                if uri.startswith("sqlite:"):  # keep artifacts beside the store, whatever the cwd
-                    location = (root / "mlartifacts").resolve().as_uri()
+                if uri.startswith("sqlite:///"):  # artifacts beside the database file, whatever the cwd
+                    location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
                 exp_id = self.client.create_experiment(experiment, artifact_location=location)
             else:
                 exp_id = exp.experiment_id
