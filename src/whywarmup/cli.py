@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .errors import WhywarmupError
 
+DEFAULT_PARAMS = Path("params.yaml")
+
 
 def run_stage(fn: Callable[[], object]) -> int:
     try:
@@ -34,6 +36,16 @@ def run_stage(fn: Callable[[], object]) -> int:
 
 def _root(params: Path) -> Path:
     return params.resolve().parent
+
+
+def _find_params(path: Path) -> Path:
+    """The default params.yaml is looked for in the current folder and then in its parents (like git)."""
+    if path != DEFAULT_PARAMS or path.exists():
+        return path
+    for folder in Path.cwd().resolve().parents:
+        if (folder / DEFAULT_PARAMS).exists() and (folder / "dvc.yaml").exists():
+            return folder / DEFAULT_PARAMS
+    return path
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -108,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(fn=fn)
         if name != "schema":
-            p.add_argument("params", nargs="?", type=Path, default=Path("params.yaml"))
+            p.add_argument("params", nargs="?", type=Path, default=DEFAULT_PARAMS)
         if name == "train":
             p.add_argument("--method", required=True)
             p.add_argument("--no-progress", action="store_true")
@@ -117,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "params"):
+        args.params = _find_params(args.params)
     return run_stage(lambda: args.fn(args))
 
 

@@ -80,6 +80,28 @@ def _chunked(items: list, size: int) -> Iterable[list]:
         yield items[i : i + size]
 
 
+def _unusable(uri: str, why: str) -> TrackingError:
+    return TrackingError(
+        f"The MLflow tracking store at {redact(uri)} cannot be used ({why}). Nothing was trained. If it is a "
+        "server, start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`) or correct tracking.uri in "
+        "params.yaml / the MLFLOW_TRACKING_URI variable; if it is a sqlite file, check that its folder exists "
+        "and is writable."
+    )
+
+
+def _probe_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast on a tracking server that is down, instead of MLflow's minutes of retries."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answers; authentication and the like are MLflow's to report
+    except (OSError, ValueError) as e:
+        raise _unusable(uri, f"no answer: {getattr(e, 'reason', e)}") from None
+
+
 class Tracker:
     """Thin layer over MlflowClient that knows this project's run layout."""
 
@@ -87,8 +109,10 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        if uri.startswith(("http://", "https://")):
+            _probe_server(uri)
         try:
+            self.client = MlflowClient(tracking_uri=uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 location = None
@@ -98,12 +122,8 @@ class Tracker:
             else:
                 exp_id = exp.experiment_id
         except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
-            raise TrackingError(
-                f"The MLflow tracking store at {redact(uri)} cannot be used ({type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}). Nothing was trained. If it is a server, start it "
-                "(e.g. `mlflow server --host 127.0.0.1 --port 5000`) or fix tracking.uri in params.yaml / "
-                "MLFLOW_TRACKING_URI; if it is a sqlite file, check that its folder exists and is writable."
-            ) from None
+            first_line = str(e).splitlines()[0] if str(e) else ""
+            raise _unusable(uri, f"{type(e).__name__}: {first_line}") from None
         self.experiment_id = exp_id
 
     def start_parent(self, method: str, kind: str, params: dict[str, Any]) -> str:

@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from whywarmup.errors import TrackingError
+from whywarmup.tracking import Tracker, flatten, redact, resolve_tracking_uri, store_root
+
+
+def test_relative_sqlite_uri_is_resolved_against_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+    # a `dvc exp run --temp` workspace logs to the project's store
+    temp_ws = tmp_path / ".dvc" / "tmp" / "exps" / "standalone" / "tmpabc"
+    temp_ws.mkdir(parents=True)
+    assert store_root(temp_ws) == tmp_path.resolve()
+    assert resolve_tracking_uri("sqlite:///mlflow.db", temp_ws) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///other.db")
+    assert resolve_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path.resolve()}/other.db"
+
+
+def test_redaction_and_flattening():
+    assert redact("postgresql://alice:s3cret@db:5432/mlflow") == "postgresql://alice:***@db:5432/mlflow"
+    assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": "1", "a.c.d": "[1, 2]", "e": "{}"}
+
+
+def test_unreachable_server_fails_fast_with_the_fix(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    with pytest.raises(TrackingError) as e:
+        Tracker(f"http://user:pw@127.0.0.1:{port}", "x", tmp_path)
+    msg = str(e.value)
+    assert "mlflow server" in msg and "pw" not in msg and "Nothing was trained" in msg
+
+
+def test_unwritable_sqlite_location(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(TrackingError, match="cannot be used"):
+        Tracker(f"sqlite:///{tmp_path}/a_file/mlflow.db", "x", tmp_path)
+
+
+def test_train_stage_stops_before_training_when_the_store_is_down(tmp_path, project_root):
+    params = tmp_path / "params.yaml"
+    params.write_text("methods:\n  m: {kind: none}\ntracking: {uri: 'http://127.0.0.1:9'}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "whywarmup.cli", "train", str(params), "--method", "m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / ".whywarmup").exists()
