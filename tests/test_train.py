@@ -90,3 +90,33 @@ def test_adam_logs_preconditioned_sharpness(digits):
         traj.loc[10, "lr"] * traj.loc[10, "preconditioned_sharpness"]
     )
     assert traj.loc[39, "lr"] == pytest.approx(1e-3 / 10 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * 30 / 30)))
+
+
+def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
+    import torch
+
+    from whywarmup.losses import mse_loss
+    from whywarmup.models import build_model
+    from whywarmup.train import measurement_set
+
+    run = _run({"kind": "none", "eta_trgt": 0.1})
+    res = train_run(run, digits, progress=False)
+    s = res.summary
+    assert s["critical_lr_lower"] < s["critical_lr_upper"] and s["critical_lr"] == s["critical_lr_lower"]
+    assert s["critical_lr_times_lambda_0"] == pytest.approx(s["critical_lr"] * s["lambda_0"])
+    assert 0 < s["critical_lr_forward_passes"] < 60
+    # Independent check: one real torch.optim.SGD step from the same initialization.
+    x, y = measurement_set(digits, run)
+
+    def loss_after_step(lr: float) -> float:
+        torch.manual_seed(run.method.seed)
+        model = build_model(run.model, digits.input_shape, digits.num_classes)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        mse_loss(model(x), y).backward()
+        opt.step()
+        with torch.no_grad():
+            return mse_loss(model(x), y).item()
+
+    torch.manual_seed(run.method.seed)
+    initial = mse_loss(build_model(run.model, digits.input_shape, digits.num_classes)(x), y).item()
+    assert loss_after_step(s["critical_lr"]) <= initial * 1.01 < loss_after_step(s["critical_lr_upper"])

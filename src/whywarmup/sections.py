@@ -86,6 +86,15 @@ class TrainingConfig(Strict):
     )
 
 
+class CriticalLRConfig(Strict):
+    """The loss-catapult search for the critical learning rate at initialization (PAPER.md section 5)."""
+
+    enabled: bool = True
+    eps: Annotated[float, Field(gt=0, lt=1)] = Field(0.01, description="Catapult: one-step loss > L_0 (1 + eps).")
+    tol: Annotated[float, Field(gt=0, lt=1)] = Field(0.05, description="Bisection stops at (upper-lower)/upper < tol.")
+    eta_0: PositiveFloat = Field(1e-4, description="First learning rate probed (then doubled).")
+
+
 class SharpnessConfig(Strict):
     every: Annotated[int, Field(ge=0)] = Field(
         10,
@@ -100,6 +109,10 @@ class SharpnessConfig(Strict):
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
     max_matvecs: Annotated[int, Field(ge=2, le=10_000)] = 100
     dtype: Literal["model", "float64"] = Field("model", description="float64: measure in double precision.")
+    critical_lr: CriticalLRConfig = Field(
+        default_factory=CriticalLRConfig,
+        description="Catapult search at initialization, on the first chunk_size examples of the measurement set.",
+    )
 
 
 class TrackingConfig(Strict):

@@ -79,5 +79,6 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     finally:
         signal.signal(signal.SIGTERM, previous)
     shutil.rmtree(final_dir, ignore_errors=True)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work_dir, final_dir)
     return summary

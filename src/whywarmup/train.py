@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
+from .critical_lr import CriticalLRResult, find_critical_lr
 from .curvature import top_hessian_eigen
 from .data import PreparedData
 from .losses import accuracy, get_loss
@@ -107,6 +108,18 @@ class SharpnessMeter:
         return res.value, res.matvecs
 
 
+def _critical_lr(run: RunConfig, model, loss_fn, batch) -> CriticalLRResult | None:
+    """The catapult search at initialization with the run's own optimizer, on the measurement batch."""
+    cfg = run.sharpness.critical_lr
+    if not cfg.enabled:
+        return None
+    x, y = batch
+    n = run.sharpness.chunk_size
+    return find_critical_lr(
+        model, loss_fn, (x[:n], y[:n]), run.method.build_optimizer, eta_0=cfg.eta_0, eps=cfg.eps, tol=cfg.tol
+    )
+
+
 def _batches(data: PreparedData, run: RunConfig):
     """Yield the (x, y) of each update: the full training set, or minibatches of a seeded epoch order."""
     bs = run.training.batch_size
@@ -148,8 +161,9 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         eta_trgt = run.method.eta_trgt / lambda_0
     else:
         eta_trgt = run.method.eta_trgt
+    critical = _critical_lr(run, model, loss_fn, meter.batch)
     steps = run.training.steps
-    schedule = run.method.build_schedule(eta_trgt, steps, {"lambda_0": lambda_0})
+    schedule = run.method.build_schedule(eta_trgt, steps, {"lambda_0": lambda_0, "critical_lr": critical})
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = run.method.build_optimizer(params, schedule.lr(1))
     constant = stability_constant(run.method.optimizer)
@@ -235,11 +249,24 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         "final_test_loss": last.get("test_loss", math.nan),
         "final_test_accuracy": last.get("test_accuracy", math.nan),
         "sharpness_nonconverged": float(meter.nonconverged),
+        **_critical_summary(critical, lambda_0),
         "steps_completed": float(trajectory["step"].max()),
         "wall_time_s": time.perf_counter() - t_start,
     }
     summary = {k: float(v) if v is not None else math.nan for k, v in summary.items()}
     return RunResult(run.key, summary, trajectory, status)
+
+
+def _critical_summary(critical: CriticalLRResult | None, lambda_0: float) -> dict[str, float]:
+    if critical is None:
+        return {}
+    return {
+        "critical_lr": critical.lr,
+        "critical_lr_lower": critical.lower,
+        "critical_lr_upper": critical.upper if critical.bracketed else math.nan,
+        "critical_lr_forward_passes": float(critical.forward_passes),
+        "critical_lr_times_lambda_0": critical.lr * lambda_0,
+    }
 
 
 def summary_row(run: RunConfig, result: RunResult) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""Critical learning rate by the loss-catapult search (PAPER.md section 5, the paper's Algorithms 1-2).
+
+Probe(eta): from the current parameters take ONE update of the run's own optimizer (its type,
+hyperparameters and state) with the gradient of a fixed batch B, and evaluate the loss on B. The loss
+"catapults" when Probe(eta) > L_0 (1 + eps) (NaN/Inf counts as a catapult).
+
+Every update rule used here (SGD with or without momentum, Adam, RAdam, GI-Adam) moves the parameters by
+eta times a direction that does not depend on eta, given the optimizer's state and the gradient. The
+direction is computed once, by stepping a copy of the model and optimizer with lr = 1; each probe is then one
+forward pass. Cost: 1 gradient + (#doublings + #bisections) forward passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .losses import LossFn
+
+OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
+
+
+@dataclass
+class CriticalLRResult:
+    lr: float  # the estimate: the largest probed eta that did not catapult (the bracket's lower end)
+    lower: float
+    upper: float  # inf when no probe up to max_lr catapulted
+    forward_passes: int
+    gradients: int
+    initial_loss: float
+
+    @property
+    def bracketed(self) -> bool:
+        return math.isfinite(self.upper)
+
+
+class CatapultProbe:
+    """Loss after one optimizer update of size eta, from fixed parameters, on a fixed batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        make_optimizer: OptimizerFactory,
+        optimizer_state: dict[str, Any] | None = None,
+    ):
+        self.model = copy.deepcopy(model)
+        self.loss_fn = loss_fn
+        self.x, self.y = batch
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(self.params, 1.0)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+        for group in optimizer.param_groups:
+            group["lr"] = 1.0
+        loss = self.loss_fn(self.model(self.x), self.y)
+        grads = torch.autograd.grad(loss, self.params)
+        self.initial_loss = loss.item()
+        self.theta0 = [p.detach().clone() for p in self.params]
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        optimizer.step()
+        self.direction = [t0 - p.detach() for t0, p in zip(self.theta0, self.params)]  # the update at lr = 1
+        self.forward_passes = 0
+
+    @torch.no_grad()
+    def __call__(self, eta: float) -> float:
+        for p, t0, d in zip(self.params, self.theta0, self.direction):
+            p.copy_(t0 - eta * d)
+        self.forward_passes += 1
+        return self.loss_fn(self.model(self.x), self.y).item()
+
+
+def find_critical_lr(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    make_optimizer: OptimizerFactory,
+    *,
+    optimizer_state: dict[str, Any] | None = None,
+    eta_0: float = 1e-4,
+    max_lr: float | None = None,
+    eps: float = 0.01,
+    tol: float = 0.05,
+    max_probes: int = 200,
+) -> CriticalLRResult:
+    """Exponential then binary search for the smallest eta whose one-step loss exceeds L_0 (1 + eps).
+
+    Doubling starts at `eta_0` (halving instead if eta_0 already catapults) and stops at the first catapult or
+    once eta >= `max_lr` (then `upper` is inf and `lr` >= max_lr: no warmup needed up to max_lr). Bisection
+    stops when (upper - lower) / upper < tol. `optimizer_state` (an optimizer's state_dict) probes from a
+    trained optimizer's state instead of a fresh one. The model is not changed.
+    """
+    probe = CatapultProbe(model, loss_fn, batch, make_optimizer, optimizer_state)
+    threshold = probe.initial_loss * (1 + eps)
+
+    def catapults(eta: float) -> bool:
+        value = probe(eta)
+        return not math.isfinite(value) or value > threshold
+
+    def result(lower: float, upper: float) -> CriticalLRResult:
+        return CriticalLRResult(lower, lower, upper, probe.forward_passes, 1, probe.initial_loss)
+
+    eta = eta_0
+    if catapults(eta):
+        while probe.forward_passes < max_probes:
+            eta /= 2
+            if not catapults(eta):
+                break
+        lower, upper = eta, 2 * eta
+    else:
+        while True:
+            if max_lr is not None and eta >= max_lr or probe.forward_passes >= max_probes:
+                return result(eta, math.inf)
+            eta *= 2
+            if catapults(eta):
+                break
+        lower, upper = eta / 2, eta
+    while (upper - lower) / upper >= tol and probe.forward_passes < max_probes:
+        mid = 0.5 * (lower + upper)
+        if catapults(mid):
+            upper = mid
+        else:
+            lower = mid
+    return result(lower, upper)
