@@ -61,14 +61,18 @@ def test_chunking_gives_the_hessian_of_the_mean_loss():
     torch.testing.assert_close(op_chunked(v), H @ v)
 
 
-def test_double_backward_fallback_matches_forward_over_reverse():
+def test_all_hvp_modes_agree_with_the_dense_hessian():
     model = _model("cnn", "relu", torch.float64)
     x, y = _data(10, torch.float64)
     op = HessianOperator(model, cross_entropy_loss, (x, y))
-    v = torch.randn(op.size, dtype=torch.float64)
-    fast = op(v)
-    op.mode = "reverse-over-reverse"
-    torch.testing.assert_close(op(v), fast)
+    assert op.mode == "cached-reverse"  # one chunk
+    H = dense_hessian(model, cross_entropy_loss, [(x, y)])
+    for mode in ("cached-reverse", "forward-over-reverse", "reverse-over-reverse"):
+        op.mode = mode
+        for _ in range(2):  # the cached graph is reused
+            v = torch.randn(op.size, dtype=torch.float64)
+            torch.testing.assert_close(op(v), H @ v)
+    assert HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3).mode == "forward-over-reverse"
 
 
 def test_preconditioned_eigenvalue_matches_dense():

@@ -130,6 +130,10 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, train
                 f"T_wrm={int(row.T_wrm)}": row.max_trainable_eta_trgt_setting for row in t.itertuples()
             },
             "lambda_0_mean": r["lambda_0"].mean(),
+            # eta_c lambda_0: 2 for a quadratic along the gradient (PAPER.md section 5)
+            "critical_lr_times_lambda_0_mean": (
+                r["critical_lr_times_lambda_0"].mean() if "critical_lr_times_lambda_0" in r else None
+            ),
         }
     no_warmup = trainable[trainable["T_wrm"] == 1]
     warmup = trainable[trainable["T_wrm"] > 1]
