@@ -99,7 +99,8 @@ def main() -> None:
         value, _, used, _ = lanczos_top(op, start, tol=1e-3, max_matvecs=100)
         print(f"{f'Lanczos tol 1e-3 (seed {seed})':<34}{used:>6}{value:>12.5f}{abs(value - ref) / ref:>12.2e}")
         pvalue, pused = power_iteration(op, start, 1e-3)
-        print(f"{f'power iteration tol 1e-3 (seed {seed})':<34}{pused:>6}{pvalue:>12.5f}{abs(pvalue - ref) / ref:>12.2e}")
+        label = f"power iteration tol 1e-3 (seed {seed})"
+        print(f"{label:<34}{pused:>6}{pvalue:>12.5f}{abs(pvalue - ref) / ref:>12.2e}")
         target = abs(value - ref) / ref  # power iteration run until it is as accurate as Lanczos
         pvalue, pused = power_to_accuracy(op, start, ref, target)
         label = f"power iteration, same acc. (seed {seed})"

@@ -115,3 +115,16 @@ def test_non_convergence_is_reported_not_hidden():
         lambda v: A @ v, torch.randn(500, dtype=torch.float64), tol=1e-12, max_matvecs=5
     )
     assert not converged and used == 5
+
+
+def test_warm_start_from_a_former_top_eigenvector_is_not_trusted_too_early():
+    """Eigenvalues cross during training: the warm start is then close to what is now the 2nd eigenvector."""
+    n = 400
+    g = torch.Generator().manual_seed(0)
+    spectrum = torch.cat([torch.tensor([1.0, 0.97]), torch.rand(n - 2, generator=g) * 0.9 - 0.2]).double()
+    A = torch.diag(spectrum)
+    for _ in range(20):
+        start = 0.05 * torch.randn(n, generator=g, dtype=torch.float64) / n**0.5
+        start[1], start[0] = 1.0, 0.05
+        value, *_ = lanczos_top(lambda v: A @ v, start, tol=1e-3, max_matvecs=100)
+        assert value == pytest.approx(1.0, rel=1e-3)
