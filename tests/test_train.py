@@ -43,6 +43,7 @@ def test_step_semantics_and_logged_columns(digits):
     assert traj.dropna(subset=["test_accuracy"])["step"].tolist() == [0, 20, 40]
     assert res.summary["warmup_steps_used"] == 20
     assert res.summary["lambda_0"] == traj["sharpness"].iloc[0]
+    assert traj["sharpness_matvecs"].iloc[0] >= 2  # the cold-start measurement of lambda_0 is counted
     assert res.summary["final_test_accuracy"] == traj["test_accuracy"].iloc[-1]
 
 

@@ -23,6 +23,7 @@ from .config import RunConfig
 from .critical_lr import CriticalLRResult, find_critical_lr
 from .curvature import top_hessian_eigen
 from .data import PreparedData
+from .errors import WhywarmupError
 from .losses import accuracy, get_loss
 from .models import build_model
 from .optim import adam_preconditioner, is_adaptive, stability_constant
@@ -45,8 +46,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import WhywarmupError
-
         raise WhywarmupError(
             "training.device is 'cuda' but no CUDA device is visible to torch. "
             "Set training.device to 'auto' or 'cpu', or install a CUDA build of torch."
@@ -149,11 +148,9 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     meter = SharpnessMeter(model, loss_fn, measurement_set(data, run), run, dtype)
     chunk = run.sharpness.chunk_size
 
-    lambda_0, _ = meter.measure()
+    lambda_0, lambda_0_hvps = meter.measure()
     if run.method.eta_relative_to == "lambda_0":
         if not (lambda_0 > 0):
-            from .errors import WhywarmupError
-
             raise WhywarmupError(
                 f"Run {run.key} ({run.name}): eta_trgt is relative to lambda_0 but the initial sharpness is "
                 f"{lambda_0}, so eta_trgt = c / lambda_0 is undefined. Use eta_relative_to: absolute."
@@ -210,7 +207,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         if s < steps:
             loss.backward()
         if s == 0 or (every and s % every == 0) or s == steps:
-            value, hvps = (lambda_0, 0) if s == 0 else meter.measure()
+            value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure()
             row.update(sharpness=value, sharpness_matvecs=hvps)
             relevant = value
             if adaptive and s < steps:
