@@ -37,6 +37,9 @@ def test_step_semantics_and_logged_columns(digits):
     assert math.isnan(traj["lr"].iloc[40])
     measured = traj.dropna(subset=["sharpness"])["step"].tolist()
     assert measured == [0, 10, 20, 30, 40]
+    dense = run.model_copy(update={"sharpness": run.sharpness.model_copy(update={"dense_until": 3})})
+    steps = train_run(dense, digits, progress=False).trajectory.dropna(subset=["sharpness"])["step"].tolist()
+    assert steps == [0, 1, 2, 3, 10, 20, 30, 40]
     assert traj["stability_threshold"].iloc[:40].tolist() == pytest.approx((2 / traj["lr"].iloc[:40]).tolist())
     row = traj.set_index("step").loc[10]
     assert row["lr_times_sharpness"] == pytest.approx(row["lr"] * row["sharpness"])

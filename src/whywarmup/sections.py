@@ -100,6 +100,9 @@ class SharpnessConfig(Strict):
         10,
         description="Measure the top Hessian eigenvalue every this many steps (0: only at initialization).",
     )
+    dense_until: Annotated[int, Field(ge=0)] = Field(
+        0, description="Also measure at every step s <= dense_until (the early catapults of warmup)."
+    )
     measure_on: Literal["subset", "train"] = Field(
         "subset", description="subset: a fixed random subset of the training set; train: all of it."
     )

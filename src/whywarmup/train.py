@@ -206,7 +206,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         }
         if s < steps:
             loss.backward()
-        if s == 0 or (every and s % every == 0) or s == steps:
+        if s <= run.sharpness.dense_until or (every and s % every == 0) or s == steps:
             value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure()
             row.update(sharpness=value, sharpness_matvecs=hvps)
             relevant = value
