@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from .config import Config
 from .errors import WhywarmupError
+from .files import atomic_write_text
 
 
 def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
@@ -92,15 +92,8 @@ def read_trajectory(root: Path, method: str, run_key: str) -> pd.DataFrame:
     return pd.read_parquet(root / "runs" / method / f"{run_key}.parquet")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    _atomic_write_text(path, df.to_csv(index=False))
+    atomic_write_text(path, df.to_csv(index=False))
 
 
 def _clean(value: Any) -> Any:
@@ -113,7 +106,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame) -> dict:
+def headline_metrics(cfg: Config, runs: pd.DataFrame, trainable: pd.DataFrame) -> dict:
     methods: dict[str, Any] = {}
     for method in cfg.methods:
         r = runs[runs["method"] == method]
@@ -164,6 +157,6 @@ def analyze(cfg: Config, root: Path) -> dict:
     measured = traj.dropna(subset=["sharpness", "stability_threshold"])
     _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")
     _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
-    metrics = headline_metrics(cfg, runs, phase, trainable)
-    _atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    metrics = headline_metrics(cfg, runs, trainable)
+    atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics

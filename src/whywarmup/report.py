@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import yaml  # noqa: E402
 
 from .analysis import read_trajectory  # noqa: E402
 from .config import Config  # noqa: E402
+from .files import atomic_write_text  # noqa: E402
 from .tracking import TAG_ROLE  # noqa: E402
 
 
@@ -170,12 +170,6 @@ def _html_table(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(data)
-    os.replace(tmp, path)
-
-
 def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
     analysis = root / "analysis"
     runs = pd.read_csv(analysis / "runs.csv")
@@ -236,7 +230,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "```",
         "",
     ]
-    _atomic_write(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "report.md", "\n".join(md))
 
     parts = []
     for f in figures:
@@ -259,7 +253,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h2>Reproduce</h2><pre>{html.escape(commands)}</pre>
 </body></html>
 """
-    _atomic_write(out / "index.html", page)
+    atomic_write_text(out / "index.html", page)
     if log_to_mlflow:
         _log_report(cfg, root, out)
     return out / "index.html"

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, RunConfig
 from .data import PreparedData, load_prepared, prepared_path
+from .files import atomic_write_bytes
 from .tracking import Tracker, flatten, resolve_tracking_uri
 from .train import summary_row, train_run
 
@@ -19,12 +20,6 @@ from .train import summary_row, train_run
 def open_tracker(cfg: Config, root: Path) -> Tracker:
     """Connect to the tracking store (raises TrackingError before any training when it is unusable)."""
     return Tracker(resolve_tracking_uri(cfg.tracking.uri, root), cfg.tracking.experiment, root)
-
-
-def _write_trajectory(path: Path, trajectory: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    trajectory.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def _run_one(
@@ -41,7 +36,7 @@ def _run_one(
         tracker.log_params(child, {**flatten(run.model_dump(mode="json", exclude={"name"})), "run_key": run.key})
         result = train_run(run, data, progress=progress, position=1)
         path = out_dir / f"{run.key}.parquet"
-        _write_trajectory(path, result.trajectory)
+        atomic_write_bytes(path, result.trajectory.to_parquet(index=False))
         tracker.log_trajectory(child, result.trajectory, log_every)
         tracker.log_summary(child, result.summary, result.status)
         tracker.log_artifact(child, path, "trajectory")

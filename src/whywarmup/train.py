@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +38,6 @@ class RunResult:
     summary: dict[str, float]
     trajectory: pd.DataFrame
     status: str  # "finished", "diverged" or "failed"
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -281,7 +279,3 @@ def summary_row(run: RunConfig, result: RunResult) -> dict[str, Any]:
         "status": result.status,
         **result.summary,
     }
-
-
-def nan_to_none(values: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
