@@ -72,7 +72,15 @@ def test_all_hvp_modes_agree_with_the_dense_hessian():
         for _ in range(2):  # the cached graph is reused
             v = torch.randn(op.size, dtype=torch.float64)
             torch.testing.assert_close(op(v), H @ v)
-    assert HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3).mode == "forward-over-reverse"
+    # Several chunks on CPU: double backward (measured faster there than forward-over-reverse); forced modes.
+    assert HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3).mode == "reverse-over-reverse"
+    for mode in ("forward-over-reverse", "reverse-over-reverse"):
+        chunked = HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3, mode=mode)
+        assert chunked.mode == mode
+        v = torch.randn(chunked.size, dtype=torch.float64)
+        torch.testing.assert_close(chunked(v), H @ v)
+    with pytest.raises(ValueError, match="unknown HVP mode"):
+        HessianOperator(model, cross_entropy_loss, (x, y), mode="finite-differences")
 
 
 def test_preconditioned_eigenvalue_matches_dense():

@@ -123,6 +123,17 @@ def test_outputs_metrics_and_plots(repo):
     assert html.count("data:image/png;base64,") == 3 and "http" not in html.replace("http://127.0.0.1", "")
     metrics = json.loads((repo / "metrics.json").read_text())
     assert metrics["methods"]["none"]["max_trainable_eta_trgt_setting"] == {"T_wrm=1": 1.0}
+    # eta_c lambda_0 across each method's grid, recomputed from the per-run summaries.
+    import pandas as pd
+
+    critical = pd.read_csv(repo / "analysis/critical_lr.csv").set_index("method")
+    runs = pd.read_csv(repo / "runs/linear/summary.csv")
+    product = runs["critical_lr"] * runs["lambda_0"]
+    assert critical.loc["linear", "runs"] == 4
+    assert critical.loc["linear", "critical_lr_times_lambda_0_max"] == pytest.approx(product.max())
+    assert critical.loc["linear", "critical_lr_times_lambda_0_median"] == pytest.approx(product.median())
+    assert product.min() > 1  # a catapult needs eta well above 1 / lambda_0 (2 / lambda_0 on a quadratic)
+    assert "against 2 / lambda_0" in html
     shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
     assert "largest_trainable_eta_setting_with_warmup" in shown
     _run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], repo)

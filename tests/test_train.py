@@ -101,7 +101,7 @@ def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
 
     from whywarmup.losses import mse_loss
     from whywarmup.models import build_model
-    from whywarmup.train import measurement_set
+    from whywarmup.train import measurement_batches
 
     run = _run({"kind": "none", "eta_trgt": 0.1})
     res = train_run(run, digits, progress=False)
@@ -110,7 +110,7 @@ def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
     assert s["critical_lr_times_lambda_0"] == pytest.approx(s["critical_lr"] * s["lambda_0"])
     assert 0 < s["critical_lr_forward_passes"] < 60
     # Independent check: one real torch.optim.SGD step from the same initialization.
-    x, y = measurement_set(digits, run)
+    ((x, y),) = measurement_batches(digits, run)
 
     def loss_after_step(lr: float) -> float:
         torch.manual_seed(run.method.seed)
@@ -124,3 +124,101 @@ def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
     torch.manual_seed(run.method.seed)
     initial = mse_loss(build_model(run.model, digits.input_shape, digits.num_classes)(x), y).item()
     assert loss_after_step(s["critical_lr"]) <= initial * 1.01 < loss_after_step(s["critical_lr_upper"])
+
+
+def _top_dense(model, loss_fn, batch) -> float:
+    from tests.conftest import dense_hessian
+
+    return torch_eigvalsh_top(dense_hessian(model, loss_fn, [batch]).double())
+
+
+def torch_eigvalsh_top(h) -> float:
+    import torch
+
+    return torch.linalg.eigvalsh(h)[-1].item()
+
+
+def test_minibatches_mean_lambda_0_is_the_mean_of_per_batch_top_eigenvalues(digits):
+    import torch
+
+    from whywarmup.losses import mse_loss
+    from whywarmup.models import build_model
+    from whywarmup.train import measurement_batches
+
+    run = _run(
+        {"kind": "none", "eta_trgt": 0.05},
+        model={"kind": "fcn", "depth": 3, "width": 8},
+        training={"steps": 2, "batch_size": 32},
+        sharpness={"measure_on": "minibatches_mean", "num_minibatches": 3, "every": 1},
+    )
+    res = train_run(run, digits, progress=False)
+    batches = measurement_batches(digits, run)
+    assert len(batches) == 3 and all(len(x) == 32 for x, _ in batches)
+    assert not torch.equal(batches[0][0], batches[1][0])
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, digits.input_shape, digits.num_classes)
+    expected = sum(_top_dense(model, mse_loss, b) for b in batches) / 3
+    assert res.summary["lambda_0"] == pytest.approx(expected, rel=2e-3)
+    # Three separate eigenproblems: the first measurement costs at least 3 x 2 HVPs.
+    assert res.trajectory.loc[0, "sharpness_matvecs"] >= 6
+
+
+def test_minibatch_measurement_follows_the_batch_of_the_next_update(digits):
+    import torch
+
+    from whywarmup.losses import mse_loss
+    from whywarmup.models import build_model
+    from whywarmup.train import _batches
+
+    run = _run(
+        {"kind": "none", "eta_trgt": 0.05},
+        model={"kind": "fcn", "depth": 3, "width": 8},
+        training={"steps": 3, "batch_size": 16},
+        sharpness={"measure_on": "minibatch", "every": 1},
+    )
+    res = train_run(run, digits, progress=False)
+    # Independent replay with torch.optim.SGD on the same minibatch order.
+    stream = _batches(digits, run)
+    order = [next(stream) for _ in range(4)]
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, digits.input_shape, digits.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for s in range(4):
+        expected = _top_dense(model, mse_loss, order[s])
+        assert res.trajectory.loc[s, "sharpness"] == pytest.approx(expected, rel=2e-3), s
+        if s < 3:
+            opt.zero_grad()
+            mse_loss(model(order[s][0]), order[s][1]).backward()
+            opt.step()
+    assert res.trajectory["sharpness"].nunique() == 4
+
+
+def test_minibatches_mean_needs_a_batch_size():
+    from whywarmup.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _run({"kind": "none", "eta_trgt": 0.1}, sharpness={"measure_on": "minibatches_mean"})
+    assert "sharpness.measure_on" in str(err.value) and "batch_size" in str(err.value)
+
+
+def test_float64_measurement_of_a_float32_model(digits):
+    import copy
+
+    import torch
+
+    from whywarmup.losses import mse_loss
+    from whywarmup.models import build_model
+    from whywarmup.train import measurement_batches
+
+    run = _run(
+        {"kind": "none", "eta_trgt": 0.05},
+        model={"kind": "fcn", "depth": 3, "width": 8},
+        training={"steps": 1},
+        sharpness={"dtype": "float64", "tol": 1e-8, "subset_size": 64},
+    )
+    res = train_run(run, digits, progress=False)
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, digits.input_shape, digits.num_classes)
+    ((x, y),) = measurement_batches(digits, run)
+    expected = _top_dense(copy.deepcopy(model).double(), mse_loss, (x.double(), y))
+    assert res.summary["lambda_0"] == pytest.approx(expected, rel=1e-9)

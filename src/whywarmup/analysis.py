@@ -67,6 +67,23 @@ def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """eta_c lambda_0 per method across its grid (PAPER.md section 5: 2 for a quadratic along the gradient,
+    2.5-3 measured on the digits FCN). The search runs at initialization, so within a method it varies only
+    with what changes the initialization or the optimizer (seed, model, optimizer hyperparameters)."""
+    if "critical_lr_times_lambda_0" not in runs:
+        return pd.DataFrame()
+    g = runs.dropna(subset=["critical_lr_times_lambda_0"]).groupby("method", sort=False)
+    return g.agg(
+        runs=("run_key", "count"),
+        lambda_0_median=("lambda_0", "median"),
+        critical_lr_times_lambda_0_min=("critical_lr_times_lambda_0", "min"),
+        critical_lr_times_lambda_0_median=("critical_lr_times_lambda_0", "median"),
+        critical_lr_times_lambda_0_max=("critical_lr_times_lambda_0", "max"),
+        critical_lr_forward_passes_median=("critical_lr_forward_passes", "median"),
+    ).reset_index()
+
+
 def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
     """The runs of the Fig.-1-style figure: one method's runs at one eta_trgt across its T_wrm values.
 
@@ -149,6 +166,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(runs, out / "runs.csv")
     _write_csv(phase, out / "phase_diagram.csv")
     _write_csv(trainable, out / "max_trainable_lr.csv")
+    _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
     chosen = trajectory_runs(cfg, runs, phase)
     _write_csv(chosen, out / "trajectory_runs.csv")
     # DVC plot data: the trajectory of the longest-warmup run of the Fig.-1 set.

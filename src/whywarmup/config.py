@@ -63,6 +63,15 @@ def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
     warmup, steps = method.get("warmup_steps"), training.get("steps", 1000)
     if isinstance(warmup, int) and isinstance(steps, int) and warmup > steps:
         problems.append(("method.warmup_steps", f"warmup ({warmup} steps) is longer than training.steps ({steps})"))
+    sharpness = run.get("sharpness") or {}
+    if sharpness.get("measure_on") == "minibatches_mean" and training.get("batch_size") is None:
+        problems.append(
+            (
+                "sharpness.measure_on",
+                "minibatches_mean averages over minibatches of training.batch_size, but training.batch_size is "
+                "null (full-batch GD); set a batch size or measure on 'subset' or 'train'",
+            )
+        )
     return problems
 
 
@@ -163,21 +172,19 @@ def _grid_problems(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, str]]:
                 RunConfig.model_validate(run)
             except ValidationError as err:
                 found += [p for p in _problems(err, run) if p[0] != "(top level)"]
-            for path, msg in found:
-                culprit = _culprit(path, point, method.overrides)
-                problems.append((f"methods.{name}.{culprit}", msg))
+            problems += [(_culprit(name, path, point, method.overrides), msg) for path, msg in found]
     return list(dict.fromkeys(problems))
 
 
-def _culprit(path: str, point: dict[str, Any], overrides: dict[str, Any]) -> str:
-    """The params.yaml path responsible for an error at `path` of a resolved run dict."""
+def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """The params.yaml path responsible for an error at `path` of method `name`'s resolved run dict."""
     rel = path.removeprefix("method.")
     for source, keys in (("grid", point), ("overrides", overrides)):
         for key in keys:
             if rel == key or rel.startswith(key + ".") or key.startswith(rel + "."):
                 value = f" = {point[key]!r}" if source == "grid" else ""
-                return f"{source}.{key}{value}"
-    return rel if path.startswith("method.") else f"(with {path})"
+                return f"methods.{name}.{source}.{key}{value}"
+    return f"methods.{name}.{rel}" if path.startswith("method.") else path  # a shared section's own setting
 
 
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:

@@ -192,6 +192,17 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "best_eta_trgt_setting",
     ]
     table = _table(trainable[summary_cols])
+    critical_path = analysis / "critical_lr.csv"
+    try:
+        critical = pd.read_csv(critical_path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # no run searched for eta_c
+        critical = pd.DataFrame()
+    critical_table = _table(critical) if len(critical) else None
+    critical_title = "Critical learning rate at initialization (loss-catapult search) against 2 / lambda_0"
+    critical_caption = (
+        "eta_c * lambda_0 per method: 2 would mean the catapult starts exactly at 2 / lambda_0 (a quadratic "
+        "along the top eigenvector); PAPER.md section 5 measured 2.5-3 on the digits FCN."
+    )
     config_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     commands = "dvc repro\nmlflow ui   # then open http://127.0.0.1:5000"
 
@@ -205,6 +216,8 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         _md_table(table),
         "",
     ]
+    if critical_table:
+        md += [f"## {critical_title}", "", _md_table(critical_table), "", critical_caption, ""]
     for f in figures:
         md += [
             f"## {f.title}",
@@ -248,6 +261,11 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>{html.escape(cfg.report.title)}</h1>
 <p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
 <h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
+{
+        f"<h2>{html.escape(critical_title)}</h2>{_html_table(critical_table)}<p>{html.escape(critical_caption)}</p>"
+        if critical_table
+        else ""
+    }
 {"".join(parts)}
 <h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
 <h2>Reproduce</h2><pre>{html.escape(commands)}</pre>

@@ -102,12 +102,24 @@ class SharpnessConfig(Strict):
     dense_until: Annotated[int, Field(ge=0)] = Field(
         0, description="Also measure at every step s <= dense_until (the early catapults of warmup)."
     )
-    measure_on: Literal["subset", "train"] = Field(
-        "subset", description="subset: a fixed random subset of the training set; train: all of it."
+    measure_on: Literal["subset", "train", "minibatch", "minibatches_mean"] = Field(
+        "subset",
+        description="subset: a fixed random subset of the training set; train: all of it; minibatch: the "
+        "minibatch of the next update (the authors' per-step measurement); minibatches_mean: the mean of the top "
+        "eigenvalues on num_minibatches fixed minibatches of training.batch_size (the authors' lambda_0).",
     )
-    subset_size: PositiveInt = 1024
+    subset_size: PositiveInt = Field(1024, description="Examples in the fixed subset (measure_on: subset).")
+    num_minibatches: Annotated[int, Field(ge=1, le=1000)] = Field(
+        10, description="K, the number of fixed minibatches averaged (measure_on: minibatches_mean)."
+    )
     subset_seed: Seed = 0
     chunk_size: PositiveInt = Field(4096, description="Examples per forward pass during a measurement.")
+    hvp: Literal["auto", "cached-reverse", "forward-over-reverse", "reverse-over-reverse"] = Field(
+        "auto",
+        description="How Hessian-vector products are computed. auto: one chunk -> the gradient graph is built "
+        "once per measurement (cached-reverse); several chunks -> forward-over-reverse on CUDA, double backward "
+        "(reverse-over-reverse) on CPU. Forward-over-reverse falls back to double backward for unsupported ops.",
+    )
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
     max_matvecs: Annotated[int, Field(ge=2, le=10_000)] = 100
     dtype: Literal["model", "float64"] = Field("model", description="float64: measure in double precision.")

@@ -9,6 +9,7 @@ the very next update.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .schedules import steps_to_target
 from .tracking import PER_STEP_METRICS
 
 TRAJECTORY_COLUMNS = ["step", *PER_STEP_METRICS]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -63,57 +65,78 @@ def evaluate(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, 
     return total_loss / len(x), total_acc / len(x)
 
 
-def measurement_set(data: PreparedData, run: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed batch on which the sharpness is measured (sharpness.measure_on)."""
+def measurement_batches(data: PreparedData, run: RunConfig) -> list[Batch]:
+    """The fixed batches the sharpness is measured on (sharpness.measure_on); empty for `minibatch`, whose
+    batch is the current one and is passed to each measurement."""
     cfg = run.sharpness
     n = len(data.x_train)
-    if cfg.measure_on == "train" or cfg.subset_size >= n:
-        return data.x_train, data.y_train
+    device = data.x_train.device
     g = torch.Generator().manual_seed(cfg.subset_seed)
-    idx = torch.randperm(n, generator=g)[: cfg.subset_size].sort().values.to(data.x_train.device)
-    return data.x_train[idx], data.y_train[idx]
+    if cfg.measure_on == "minibatch":
+        return []
+    if cfg.measure_on == "minibatches_mean":
+        bs = min(run.training.batch_size or n, n)
+        picks = [torch.randperm(n, generator=g)[:bs].to(device) for _ in range(cfg.num_minibatches)]
+        return [(data.x_train[idx], data.y_train[idx]) for idx in picks]
+    if cfg.measure_on == "train" or cfg.subset_size >= n:
+        return [(data.x_train, data.y_train)]
+    idx = torch.randperm(n, generator=g)[: cfg.subset_size].sort().values.to(device)
+    return [(data.x_train[idx], data.y_train[idx])]
 
 
 class SharpnessMeter:
-    """Measures the top Hessian eigenvalue on a fixed batch, warm-starting each measurement from the last."""
+    """Measures the top Hessian eigenvalue, warm-starting each measurement from the last one's eigenvector.
 
-    def __init__(self, model, loss_fn, batch, run: RunConfig, dtype: torch.dtype):
-        self.model, self.loss_fn, self.batch, self.cfg = model, loss_fn, batch, run.sharpness
+    On one fixed batch (subset, train), on the current minibatch, or as the mean of the top eigenvalues over
+    K fixed minibatches (each its own eigenproblem, warm-started separately).
+    """
+
+    def __init__(self, model, loss_fn, batches: list[Batch], run: RunConfig, dtype: torch.dtype):
+        self.model, self.loss_fn, self.fixed, self.cfg = model, loss_fn, batches, run.sharpness
         self.dtype = torch.float64 if self.cfg.dtype == "float64" else dtype
         self.generator = torch.Generator().manual_seed(run.sharpness.subset_seed + 1)
-        self.vectors: dict[str, torch.Tensor] = {}
+        self.vectors: dict[tuple[str, int], torch.Tensor] = {}
         self.nonconverged = 0
 
-    def measure(self, which: str = "plain", preconditioner=None) -> tuple[float, int]:
+    def probe_batch(self, current: Batch) -> Batch:
+        """The batch of the critical-lr search: the first fixed batch, else the current minibatch."""
+        x, y = self.fixed[0] if self.fixed else current
+        n = self.cfg.chunk_size
+        return x[:n], y[:n]
+
+    def measure(self, current: Batch, which: str = "plain", preconditioner=None) -> tuple[float, int]:
         """(value, HVPs spent); value is NaN when Lanczos did not converge (counted in `nonconverged`)."""
-        res = top_hessian_eigen(
-            self.model,
-            self.loss_fn,
-            self.batch,
-            preconditioner=preconditioner,
-            init=self.vectors.get(which),
-            tol=self.cfg.tol,
-            max_matvecs=self.cfg.max_matvecs,
-            dtype=self.dtype,
-            chunk_size=self.cfg.chunk_size,
-            generator=self.generator,
-        )
-        self.vectors[which] = res.vector
-        if not res.converged:
-            self.nonconverged += 1
-            return math.nan, res.matvecs
-        return res.value, res.matvecs
+        values, spent = [], 0
+        for i, batch in enumerate(self.fixed or [current]):
+            res = top_hessian_eigen(
+                self.model,
+                self.loss_fn,
+                batch,
+                preconditioner=preconditioner,
+                init=self.vectors.get((which, i)),
+                tol=self.cfg.tol,
+                max_matvecs=self.cfg.max_matvecs,
+                dtype=self.dtype,
+                chunk_size=self.cfg.chunk_size,
+                generator=self.generator,
+                hvp_mode=self.cfg.hvp,
+            )
+            self.vectors[(which, i)] = res.vector
+            spent += res.matvecs
+            if not res.converged:
+                self.nonconverged += 1
+                return math.nan, spent
+            values.append(res.value)
+        return sum(values) / len(values), spent
 
 
-def _critical_lr(run: RunConfig, model, loss_fn, batch) -> CriticalLRResult | None:
+def _critical_lr(run: RunConfig, model, loss_fn, batch: Batch) -> CriticalLRResult | None:
     """The catapult search at initialization with the run's own optimizer, on the measurement batch."""
     cfg = run.sharpness.critical_lr
     if not cfg.enabled:
         return None
-    x, y = batch
-    n = run.sharpness.chunk_size
     return find_critical_lr(
-        model, loss_fn, (x[:n], y[:n]), run.method.build_optimizer, eta_0=cfg.eta_0, eps=cfg.eps, tol=cfg.tol
+        model, loss_fn, batch, run.method.build_optimizer, eta_0=cfg.eta_0, eps=cfg.eps, tol=cfg.tol
     )
 
 
@@ -143,10 +166,13 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     torch.manual_seed(run.method.seed)
     model = build_model(run.model, data.input_shape, data.num_classes).to(device, dtype)
     loss_fn = get_loss(run.training.loss)
-    meter = SharpnessMeter(model, loss_fn, measurement_set(data, run), run, dtype)
+    meter = SharpnessMeter(model, loss_fn, measurement_batches(data, run), run, dtype)
     chunk = run.sharpness.chunk_size
+    batches = _batches(data, run)
+    first = next(batches)
+    batches = itertools.chain([first], batches)
 
-    lambda_0, lambda_0_hvps = meter.measure()
+    lambda_0, lambda_0_hvps = meter.measure(first)
     if run.method.eta_relative_to == "lambda_0":
         if not (lambda_0 > 0):
             raise WhywarmupError(
@@ -156,7 +182,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         eta_trgt = run.method.eta_trgt / lambda_0
     else:
         eta_trgt = run.method.eta_trgt
-    critical = _critical_lr(run, model, loss_fn, meter.batch)
+    critical = _critical_lr(run, model, loss_fn, meter.probe_batch(first))
     steps = run.training.steps
     schedule = run.method.build_schedule(eta_trgt, steps, {"lambda_0": lambda_0, "critical_lr": critical})
     params = [p for p in model.parameters() if p.requires_grad]
@@ -165,7 +191,6 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     adaptive = is_adaptive(run.method.optimizer)
 
     rows: list[dict[str, float]] = []
-    batches = _batches(data, run)
     status, diverged_step, initial_loss = "finished", math.nan, math.nan
     every = run.sharpness.every
     bar = tqdm(
@@ -178,7 +203,8 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         unit="step",
     )
     for s in range(steps + 1):
-        x, y = next(batches) if s < steps else (data.x_train, data.y_train)
+        step_batch = next(batches)  # the batch of update s + 1 (also the measurement batch for `minibatch`)
+        x, y = step_batch if s < steps else (data.x_train, data.y_train)
         model.train()
         for p in params:
             p.grad = None
@@ -205,12 +231,12 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         if s < steps:
             loss.backward()
         if s <= run.sharpness.dense_until or (every and s % every == 0) or s == steps:
-            value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure()
+            value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure(step_batch)
             row.update(sharpness=value, sharpness_matvecs=hvps)
             relevant = value
             if adaptive and s < steps:
                 pre = adam_preconditioner(optimizer, [p.grad for p in params])
-                pvalue, phvps = meter.measure("preconditioned", pre)
+                pvalue, phvps = meter.measure(step_batch, "preconditioned", pre)
                 row.update(preconditioned_sharpness=pvalue, sharpness_matvecs=hvps + phvps)
                 relevant = pvalue
             if s < steps:
