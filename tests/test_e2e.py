@@ -2,6 +2,7 @@
 opened with MlflowClient, the report files, `dvc metrics show`, `dvc plots show`, and re-runs."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -26,6 +27,10 @@ TINY = {
             "eta_relative_to": "lambda_0",
             "grid": {"eta_trgt": [1.0, 64.0], "warmup_steps": [5, 10]},
         },
+        "catapult_init": {"kind": "catapult_init", "eta_relative_to": "lambda_0", "eta_trgt": 64.0, "warmup_steps": 10},
+        "persistent": {"kind": "persistent_catapult", "eta_relative_to": "lambda_0", "eta_trgt": 8.0, "every": 5},
+        "adam": {"kind": "none", "optimizer": {"name": "adam"}, "eta_trgt": 0.01},
+        "gi_adam": {"kind": "gi_adam", "grid": {"eta_trgt": [0.01], "optimizer.v_bias_correction": [True, False]}},
     },
 }
 
@@ -71,9 +76,9 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
     exp = client.get_experiment_by_name("whywarmup")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = {r.data.tags["whywarmup.method"]: r for r in runs if r.data.tags.get("whywarmup.role") == "method"}
-    assert set(parents) == {"none", "linear"}
+    assert set(parents) == set(TINY["methods"])
     children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
-    assert len(children) == 2 + 4
+    assert len(children) == 2 + 4 + 1 + 1 + 1 + 2
     for child in children:
         assert child.info.status == "FINISHED"
         method = child.data.tags["whywarmup.method"]
@@ -84,6 +89,8 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
         steps = [p.step for p in client.get_metric_history(child.info.run_id, "sharpness")]
         if m["diverged"]:
             assert steps[0] == 0
+        elif method == "persistent":  # also measured at its re-estimates (every 5 steps) until eta_trgt
+            assert {0, 10, 20, 30} <= set(steps) and "local_critical_lr" in m
         else:
             assert steps == [0, 10, 20, 30]
             assert {"final_test_accuracy", "final_train_loss"} <= set(m)
@@ -126,6 +133,18 @@ def test_outputs_metrics_and_plots(repo):
     # eta_c lambda_0 across each method's grid, recomputed from the per-run summaries.
     import pandas as pd
 
+    methods = pd.read_csv(repo / "analysis/methods.csv").set_index("method")
+    assert set(methods.index) == set(TINY["methods"])
+    assert methods.loc["gi_adam", "runs"] == 2 and methods.loc["gi_adam", "optimizer"] == "gi_adam"
+    cat = pd.read_csv(repo / "runs/catapult_init/summary.csv").iloc[0]
+    assert cat["warmup_steps_used"] + cat["warmup_steps_saved"] == 10
+    assert cat["warmup_steps_used"] == max(1, math.ceil(10 * (1 - cat["critical_lr"] / cat["eta_trgt"])))
+    persistent = pd.read_parquet(next((repo / "runs/persistent").glob("*.parquet")))
+    assert persistent["local_critical_lr"].notna().sum() >= 1
+    assert "Methods compared" in html and set(metrics["headline"]["largest_trainable_by_optimizer_family"]) == {
+        "sgd",
+        "adam",
+    }
     critical = pd.read_csv(repo / "analysis/critical_lr.csv").set_index("method")
     runs = pd.read_csv(repo / "runs/linear/summary.csv")
     product = runs["critical_lr"] * runs["lambda_0"]

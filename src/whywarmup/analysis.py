@@ -67,6 +67,32 @@ def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the largest trainable eta_trgt over all its T_wrm, the best final test accuracy, the mean
+    final test accuracy over trainable cells, and the median warmup steps used and saved (PAPER.md C5-C7)."""
+    rows = []
+    for method, r in runs.groupby("method", sort=False):
+        cells = phase[(phase["method"] == method) & phase["trainable"]]
+        ok = r[r["failed"] == 0]
+        rows.append(
+            {
+                "method": method,
+                "kind": r["kind"].iloc[0],
+                "optimizer": r["optimizer"].iloc[0],
+                "runs": len(r),
+                "failed": int(r["failed"].sum()),
+                "max_trainable_eta_trgt_setting": cells["eta_trgt_setting"].max() if len(cells) else math.nan,
+                "best_final_test_accuracy": r["final_test_accuracy"].max(),
+                "mean_trainable_test_accuracy": ok["final_test_accuracy"].mean(),
+                "median_warmup_steps_used": ok["warmup_steps_used"].median(),
+                "median_warmup_steps_saved": ok["warmup_steps_saved"].median()
+                if "warmup_steps_saved" in ok
+                else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
     """eta_c lambda_0 per method across its grid (PAPER.md section 5: 2 for a quadratic along the gradient,
     2.5-3 measured on the digits FCN). The search runs at initialization, so within a method it varies only
@@ -145,16 +171,34 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, trainable: pd.DataFrame) -
                 r["critical_lr_times_lambda_0"].mean() if "critical_lr_times_lambda_0" in r else None
             ),
         }
+    # T_wrm = 1: no warmup; T_wrm = 0: persistent_catapult (a warmup without a fixed length)
     no_warmup = trainable[trainable["T_wrm"] == 1]
-    warmup = trainable[trainable["T_wrm"] > 1]
+    warmup = trainable[trainable["T_wrm"] != 1]
     headline = {
         "largest_trainable_eta_setting_without_warmup": no_warmup["max_trainable_eta_trgt_setting"].max(),
         "largest_trainable_eta_setting_with_warmup": warmup["max_trainable_eta_trgt_setting"].max(),
         "best_test_accuracy_without_warmup": runs[runs["T_wrm"] == 1]["final_test_accuracy"].max(),
-        "best_test_accuracy_with_warmup": runs[runs["T_wrm"] > 1]["final_test_accuracy"].max(),
+        "best_test_accuracy_with_warmup": runs[runs["T_wrm"] != 1]["final_test_accuracy"].max(),
         "runs": len(runs),
+        "largest_trainable_by_optimizer_family": _largest_by_family(runs, trainable),
     }
     return _clean({"headline": headline, "methods": methods})
+
+
+def _largest_by_family(runs: pd.DataFrame, trainable: pd.DataFrame) -> dict[str, Any]:
+    """Which methods train at the largest eta_trgt setting, separately for SGD and Adam-family optimizers
+    (their eta grids are on different scales)."""
+    family = (
+        runs.drop_duplicates("method").set_index("method")["optimizer"].map(lambda o: "sgd" if o == "sgd" else "adam")
+    )
+    out: dict[str, Any] = {}
+    best = trainable.groupby("method")["max_trainable_eta_trgt_setting"].max()
+    for fam in sorted(set(family)):
+        values = best[best.index.isin(family[family == fam].index)].dropna()
+        if len(values):
+            top = values.max()
+            out[fam] = {"eta_trgt_setting": top, "methods": sorted(values[values == top].index)}
+    return out
 
 
 def analyze(cfg: Config, root: Path) -> dict:
@@ -167,6 +211,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(phase, out / "phase_diagram.csv")
     _write_csv(trainable, out / "max_trainable_lr.csv")
     _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
+    _write_csv(method_table(runs, phase), out / "methods.csv")
     chosen = trajectory_runs(cfg, runs, phase)
     _write_csv(chosen, out / "trajectory_runs.csv")
     # DVC plot data: the trajectory of the longest-warmup run of the Fig.-1 set.

@@ -64,6 +64,11 @@ def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(warmup, int) and isinstance(steps, int) and warmup > steps:
         problems.append(("method.warmup_steps", f"warmup ({warmup} steps) is longer than training.steps ({steps})"))
     sharpness = run.get("sharpness") or {}
+    critical = sharpness.get("critical_lr") or {}
+    if method.get("kind") == "catapult_init" and critical.get("enabled") is False:
+        problems.append(
+            ("sharpness.critical_lr.enabled", "method kind catapult_init starts at the critical lr; enable the search")
+        )
     if sharpness.get("measure_on") == "minibatches_mean" and training.get("batch_size") is None:
         problems.append(
             (

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from .errors import WhywarmupError
 from .optim import build_optimizer
-from .schedules import Schedule, WarmupSchedule
-from .sections import OptimizerConfig, PositiveFloat, Seed, SGDConfig, Strict
+from .schedules import CatapultInitSchedule, PersistentCatapultSchedule, Schedule, WarmupSchedule
+from .sections import GIAdamConfig, OptimizerConfig, PositiveFloat, Seed, SGDConfig, Strict
 
 
 class MethodBase(Strict):
@@ -74,7 +75,64 @@ class LinearWarmup(MethodBase):
         return WarmupSchedule(eta_trgt, self.warmup_steps, 0.0, self.exponent, self.decay, total_steps)
 
 
-METHOD_TYPES: tuple[type[MethodBase], ...] = (NoWarmup, LinearWarmup)
+class GIAdamMethod(LinearWarmup):
+    """GI-Adam (PAPER.md section 6): optimizer gi_adam (v_0 = g_0^2), without warmup unless warmup_steps > 1."""
+
+    kind: Literal["gi_adam"]
+    optimizer: OptimizerConfig = Field(default_factory=GIAdamConfig)
+    warmup_steps: Annotated[int, Field(ge=1)] = Field(1, description="T_wrm of an optional linear warmup.")
+
+    @model_validator(mode="after")
+    def _needs_gi_adam(self) -> GIAdamMethod:
+        if not isinstance(self.optimizer, GIAdamConfig):
+            raise ValueError(f"kind gi_adam needs optimizer.name: gi_adam, got {self.optimizer.name!r}")
+        return self
+
+
+class CatapultInit(MethodBase):
+    """Start at the critical learning rate found by the catapult search, with the linear warmup's slope."""
+
+    kind: Literal["catapult_init"]
+    warmup_steps: Annotated[int, Field(ge=1)] = Field(64, description="T_wrm of the linear warmup it shortens.")
+
+    @property
+    def warmup_length(self) -> int:
+        return self.warmup_steps
+
+    def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
+        critical = context.get("critical_lr")
+        if critical is None:
+            raise WhywarmupError(
+                "Method kind catapult_init starts at the critical learning rate, but the search is off "
+                "(sharpness.critical_lr.enabled: false). Enable it."
+            )
+        return CatapultInitSchedule(eta_trgt, self.warmup_steps, critical.lr, self.decay, total_steps)
+
+
+class PersistentCatapult(MethodBase):
+    """Feedback warmup without T_wrm: every `every` steps lr = min(eta_trgt, max(lr, gamma * eta_c(theta_t)))."""
+
+    kind: Literal["persistent_catapult"]
+    decay: Literal["constant"] = Field("constant", description="Constant eta_trgt once reached.")
+    gamma: Annotated[float, Field(gt=1, le=100, allow_inf_nan=False)] = Field(
+        1.5, description="Factor above the local critical learning rate (> 1: every increase induces a catapult)."
+    )
+    every: Annotated[int, Field(ge=1)] = Field(10, description="Re-estimate eta_c every this many steps.")
+    source: Literal["sharpness", "search"] = Field(
+        "sharpness",
+        description="sharpness: eta_c = threshold constant / current (preconditioned) sharpness; search: the "
+        "loss-catapult search at the current parameters with the optimizer's current state.",
+    )
+
+    @property
+    def warmup_length(self) -> int:
+        return 0  # no fixed T_wrm: the analysis shows it as T_wrm = 0 ("adaptive")
+
+    def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
+        return PersistentCatapultSchedule(eta_trgt, self.gamma, self.every)
+
+
+METHOD_TYPES: tuple[type[MethodBase], ...] = (NoWarmup, LinearWarmup, GIAdamMethod, CatapultInit, PersistentCatapult)
 
 # The discriminated union of params.yaml `methods` entries, built from the registry.
 MethodConfig = Annotated[Union[METHOD_TYPES], Field(discriminator="kind")]  # noqa: UP007

@@ -42,8 +42,12 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
     methods = list(dict.fromkeys(runs["method"]))
     trained = phase.loc[phase["cell"] == "trained", "final_test_accuracy"]
     vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    ncols = min(4, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(methods) :]:
+        ax.set_visible(False)
+    for ax, method in zip(axes.flat, methods):
         cells = phase[phase["method"] == method]
         etas = sorted(cells["eta_trgt_setting"].unique())
         twrms = sorted(cells["T_wrm"].unique())
@@ -76,8 +80,8 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
                 )
         ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
         ax.set_yticks(range(len(twrms)), [str(t) for t in twrms])
-        ax.set_xlabel(_eta_label(runs))
-        ax.set_ylabel("T_wrm")
+        ax.set_xlabel(_eta_label(runs[runs["method"] == method]))
+        ax.set_ylabel("T_wrm (0: persistent catapult)" if 0 in twrms else "T_wrm")
         ax.set_title(method)
     fig.colorbar(im, ax=axes[0].tolist(), label="final test accuracy")
     fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn", y=1.04)
@@ -92,16 +96,19 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
 
 
 def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method in dict.fromkeys(runs["method"]):
-        rows = trainable[trainable["method"] == method]
-        ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=method)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_yscale("log", base=2)
-    ax.set_xlabel("T_wrm")
-    ax.set_ylabel(f"largest trainable {_eta_label(runs)}")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    # One panel per eta convention (c / lambda_0 for the SGD grids, absolute for the Adam grids).
+    groups = list(runs.groupby("eta_relative_to", sort=True))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for ax, (_, group) in zip(axes[0], groups):
+        for method in dict.fromkeys(group["method"]):
+            rows = trainable[trainable["method"] == method]
+            ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=method)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("T_wrm (0: persistent catapult)")
+        ax.set_ylabel(f"largest trainable {_eta_label(group)}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return Figure(
@@ -192,6 +199,8 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "best_eta_trgt_setting",
     ]
     table = _table(trainable[summary_cols])
+    methods_table = _table(pd.read_csv(analysis / "methods.csv"))
+    methods_title = "Methods compared: largest trainable eta_trgt, accuracy and warmup steps"
     critical_path = analysis / "critical_lr.csv"
     try:
         critical = pd.read_csv(critical_path)
@@ -216,6 +225,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         _md_table(table),
         "",
     ]
+    md += [f"## {methods_title}", "", _md_table(methods_table), ""]
     if critical_table:
         md += [f"## {critical_title}", "", _md_table(critical_table), "", critical_caption, ""]
     for f in figures:
@@ -261,6 +271,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>{html.escape(cfg.report.title)}</h1>
 <p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
 <h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
+<h2>{html.escape(methods_title)}</h2>{_html_table(methods_table)}
 {
         f"<h2>{html.escape(critical_title)}</h2>{_html_table(critical_table)}<p>{html.escape(critical_caption)}</p>"
         if critical_table

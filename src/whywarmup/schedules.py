@@ -42,8 +42,65 @@ class WarmupSchedule:
         return decayed_lr(self.eta_trgt, t, self.warmup_steps, self.total_steps, self.decay)
 
 
+@dataclass(frozen=True)
+class CatapultInitSchedule:
+    """catapult_init (PAPER.md section 6): start at the critical learning rate eta_c and climb with the linear
+    warmup's slope, eta_t = eta_c + eta_trgt t / T_wrm, capped at eta_trgt, which is reached at update
+    ceil(T_wrm (1 - eta_c / eta_trgt)); no warmup when eta_c >= eta_trgt. Then the decay phase."""
+
+    eta_trgt: float
+    warmup_steps: int
+    eta_c: float
+    decay: Literal["constant", "cosine"] = "constant"
+    total_steps: int = 1
+
+    @property
+    def reached_at(self) -> int:
+        if self.eta_c >= self.eta_trgt:
+            return 1
+        return max(1, math.ceil(self.warmup_steps * (1 - self.eta_c / self.eta_trgt)))
+
+    def lr(self, t: int) -> float:
+        if t < self.reached_at:
+            return self.eta_c + self.eta_trgt * t / self.warmup_steps
+        return decayed_lr(self.eta_trgt, t, self.reached_at, self.total_steps, self.decay)
+
+
+class PersistentCatapultSchedule:
+    """persistent_catapult (PAPER.md section 6), a feedback schedule: every `every` steps the training loop
+    reports the local critical learning rate eta_c(theta_t), and the learning rate becomes
+        eta = min(eta_trgt, max(eta_previous, gamma * eta_c(theta_t))),
+    so it never decreases and always sits gamma above the local stability limit until eta_trgt is reached.
+    `lr(t)` is the learning rate set by the latest report (0 before the first)."""
+
+    def __init__(self, eta_trgt: float, gamma: float, every: int):
+        self.eta_trgt, self.gamma, self.every = eta_trgt, gamma, every
+        self.current = 0.0
+        self.reached_at: int | None = None
+        self.increases: list[int] = []  # steps s whose report raised the learning rate (of update s + 1)
+
+    def wants_estimate(self, s: int) -> bool:
+        """Whether the loop must report eta_c(theta_s) before update s + 1."""
+        return self.reached_at is None and s % self.every == 0
+
+    def report(self, s: int, eta_c: float) -> None:
+        if not math.isfinite(eta_c) or eta_c <= 0:  # no usable estimate (non-converged, negative curvature)
+            return
+        new = min(self.eta_trgt, max(self.current, self.gamma * eta_c))
+        if new > self.current:
+            self.increases.append(s)
+        self.current = new
+        if new >= self.eta_trgt and self.reached_at is None:
+            self.reached_at = s + 1
+
+    def lr(self, t: int) -> float:
+        return self.current
+
+
 def steps_to_target(schedule: Schedule, total_steps: int) -> int | None:
     """The first update t at which lr_t reaches eta_trgt (1 = no warmup), or None if it never does."""
+    if isinstance(schedule, PersistentCatapultSchedule):  # known only after training
+        return schedule.reached_at
     for t in range(1, total_steps + 1):
         if schedule.lr(t) >= schedule.eta_trgt * (1 - 1e-12):
             return t

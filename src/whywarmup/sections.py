@@ -162,4 +162,19 @@ class AdamConfig(Strict):
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
-OptimizerConfig = Annotated[SGDConfig | AdamConfig, Field(discriminator="name")]
+class GIAdamConfig(Strict):
+    """GI-Adam (PAPER.md section 6): Adam with v_0 = g_0^2 (whywarmup.optim.GIAdam)."""
+
+    name: Literal["gi_adam"] = "gi_adam"
+    beta1: UnitInterval = 0.9
+    beta2: UnitInterval = 0.999
+    eps: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-8
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    v_bias_correction: bool = Field(
+        True,
+        description="true: keep Adam's bias correction of v (the authors' released code); false: none, as the "
+        "seed reads 'GI eliminates the need for bias correction'.",
+    )
+
+
+OptimizerConfig = Annotated[SGDConfig | AdamConfig | GIAdamConfig, Field(discriminator="name")]

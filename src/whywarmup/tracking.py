@@ -29,6 +29,7 @@ PER_STEP_METRICS = [
     "stability_threshold",
     "lr_times_sharpness",
     "sharpness_matvecs",
+    "local_critical_lr",
     "test_loss",
     "test_accuracy",
 ]

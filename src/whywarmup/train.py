@@ -27,7 +27,7 @@ from .errors import WhywarmupError
 from .losses import accuracy, get_loss
 from .models import build_model
 from .optim import adam_preconditioner, is_adaptive, stability_constant
-from .schedules import steps_to_target
+from .schedules import PersistentCatapultSchedule, steps_to_target
 from .tracking import PER_STEP_METRICS
 
 TRAJECTORY_COLUMNS = ["step", *PER_STEP_METRICS]
@@ -189,6 +189,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     optimizer = run.method.build_optimizer(params, schedule.lr(1))
     constant = stability_constant(run.method.optimizer)
     adaptive = is_adaptive(run.method.optimizer)
+    feedback = schedule if isinstance(schedule, PersistentCatapultSchedule) else None
 
     rows: list[dict[str, float]] = []
     status, diverged_step, initial_loss = "finished", math.nan, math.nan
@@ -220,17 +221,17 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
             status, diverged_step = "diverged", s
             rows.append({"step": s, "loss": loss_value})
             break
-        lr = schedule.lr(s + 1) if s < steps else math.nan
-        row: dict[str, float] = {
-            "step": s,
-            "lr": lr,
-            "loss": loss_value,
-            "accuracy": acc_value,
-            "stability_threshold": constant / lr,
-        }
+        row: dict[str, float] = {"step": s, "loss": loss_value, "accuracy": acc_value}
         if s < steps:
             loss.backward()
-        if s <= run.sharpness.dense_until or (every and s % every == 0) or s == steps:
+        wants_estimate = feedback is not None and s < steps and feedback.wants_estimate(s)
+        relevant = math.nan
+        if (
+            s <= run.sharpness.dense_until
+            or (every and s % every == 0)
+            or s == steps
+            or (wants_estimate and run.method.source == "sharpness")
+        ):
             value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure(step_batch)
             row.update(sharpness=value, sharpness_matvecs=hvps)
             relevant = value
@@ -239,8 +240,16 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
                 pvalue, phvps = meter.measure(step_batch, "preconditioned", pre)
                 row.update(preconditioned_sharpness=pvalue, sharpness_matvecs=hvps + phvps)
                 relevant = pvalue
-            if s < steps:
-                row["lr_times_sharpness"] = lr * relevant
+        if wants_estimate:
+            local = _local_critical_lr(
+                run, model, loss_fn, meter.probe_batch(step_batch), optimizer, constant, relevant
+            )
+            feedback.report(s, local)
+            row["local_critical_lr"] = local
+        lr = schedule.lr(s + 1) if s < steps else math.nan
+        row.update(lr=lr, stability_threshold=constant / lr if lr > 0 else math.nan)
+        if s < steps and math.isfinite(relevant):
+            row["lr_times_sharpness"] = lr * relevant
         if s % run.training.eval_every == 0 or s == steps:
             row["test_loss"], row["test_accuracy"] = evaluate(model, loss_fn, data.x_test, data.y_test, chunk)
         rows.append(row)
@@ -262,6 +271,10 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         "eta_trgt_times_lambda_0": eta_trgt * lambda_0,
         "warmup_length": float(run.method.warmup_length),
         "warmup_steps_used": float(used) if used is not None else math.nan,
+        # T_wrm - used: what catapult_init saves over linear with the same T_wrm (NaN without a fixed T_wrm)
+        "warmup_steps_saved": (
+            run.method.warmup_length - used if used is not None and run.method.warmup_length else math.nan
+        ),
         "diverged": float(status == "diverged"),
         "diverged_step": float(diverged_step),
         "failed": float(status != "finished"),
@@ -271,11 +284,54 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         "final_test_accuracy": last.get("test_accuracy", math.nan),
         "sharpness_nonconverged": float(meter.nonconverged),
         **_critical_summary(critical, lambda_0),
+        **_feedback_summary(feedback, trajectory, run),
         "steps_completed": float(trajectory["step"].max()),
         "wall_time_s": time.perf_counter() - t_start,
     }
     summary = {k: float(v) if v is not None else math.nan for k, v in summary.items()}
     return RunResult(run.key, summary, trajectory, status)
+
+
+def _local_critical_lr(run: RunConfig, model, loss_fn, batch: Batch, optimizer, constant: float, sharpness: float):
+    """eta_c(theta_t) for persistent_catapult: the stability threshold over the current (preconditioned)
+    sharpness, or the loss-catapult search at the current parameters with the optimizer's current state."""
+    if run.method.source == "sharpness":
+        return constant / sharpness if sharpness > 0 else math.nan
+    cfg = run.sharpness.critical_lr
+    start = optimizer.param_groups[0]["lr"] or cfg.eta_0
+    found = find_critical_lr(
+        model,
+        loss_fn,
+        batch,
+        run.method.build_optimizer,
+        optimizer_state=optimizer.state_dict(),
+        eta_0=start,
+        eps=cfg.eps,
+        tol=cfg.tol,
+    )
+    return found.lr
+
+
+def _catapults(trajectory: pd.DataFrame, increases: list[int], window: int, eps: float) -> int:
+    """Learning-rate increases followed, within `window` steps, by a loss above (1 + eps) x the loss before."""
+    loss = trajectory.set_index("step")["loss"]
+    count = 0
+    for s in increases:
+        after = loss.loc[s + 1 : s + window]
+        if s in loss.index and len(after) and not (after.max() <= loss.loc[s] * (1 + eps)):
+            count += 1
+    return count
+
+
+def _feedback_summary(feedback, trajectory: pd.DataFrame, run: RunConfig) -> dict[str, float]:
+    if feedback is None:
+        return {}
+    window, eps = run.method.every, run.sharpness.critical_lr.eps
+    return {
+        "lr_increases": float(len(feedback.increases)),
+        "catapults": float(_catapults(trajectory, feedback.increases, window, eps)),
+        "critical_lr_estimates": float(trajectory["local_critical_lr"].notna().sum()),
+    }
 
 
 def _critical_summary(critical: CriticalLRResult | None, lambda_0: float) -> dict[str, float]:
