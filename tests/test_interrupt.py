@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig):
+@pytest.mark.parametrize(("sig", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)])
+def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, workers):
     from mlflow.tracking import MlflowClient
 
     params = {
@@ -19,6 +19,7 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig):
         "model": {"kind": "fcn", "depth": 2, "width": 8},
         "sharpness": {"every": 0, "subset_size": 32},
         "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [5, 1_000_000]}}},
+        "executor": {"workers": workers},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -39,7 +40,7 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig):
         exp = client.get_experiment_by_name("whywarmup") if (tmp_path / "mlflow.db").exists() else None
         runs = client.search_runs([exp.experiment_id]) if exp else []
         children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
-        if len(children) == 2:
+        if sorted(r.info.status for r in children) == ["FINISHED", "RUNNING"]:
             break
         time.sleep(0.5)
     time.sleep(1.0)
@@ -53,3 +54,67 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig):
     }
     assert statuses == {"grid_point:5": "FINISHED", "grid_point:1000000": "KILLED", "method:-": "KILLED"}
     assert not (tmp_path / "runs" / "m").exists()
+    deadline = time.monotonic() + 10
+    while _processes_in(tmp_path) and time.monotonic() < deadline:  # the worker processes are gone too
+        time.sleep(0.2)
+    assert not _processes_in(tmp_path)
+
+
+def _processes_in(folder) -> list[str]:
+    """PIDs of processes whose working directory is `folder` (the sweep's workers inherit it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                    found.append(entry)
+            except OSError:
+                pass
+    return found
+
+
+def test_sweep_results_are_bitwise_equal_with_one_and_two_workers(tmp_path):
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from whywarmup.config import parse_config
+    from whywarmup.data import build_dataset, prepared_path, save_prepared
+    from whywarmup.sweep import run_method
+
+    summaries, trajectories = {}, {}
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        root.mkdir()
+        cfg = parse_config(
+            {
+                "data": {"num_examples": 200},
+                "model": {"kind": "fcn", "depth": 3, "width": 16},
+                "training": {"steps": 40, "eval_every": 20},
+                "sharpness": {"every": 10, "subset_size": 64},
+                "executor": {"workers": workers},
+                "methods": {
+                    "m": {
+                        "kind": "persistent_catapult",
+                        "eta_relative_to": "lambda_0",
+                        "every": 5,
+                        "grid": {"eta_trgt": [2.0, 8.0, 64.0], "seed": [0, 1]},
+                    }
+                },
+            }
+        )
+        save_prepared(build_dataset(cfg.data), root / prepared_path(cfg.data))
+        summary = run_method(cfg, "m", root, progress=False)
+        summaries[workers] = summary.drop(columns=["wall_time_s", "mlflow_run_id"])
+        trajectories[workers] = {p.name: pd.read_parquet(p) for p in (root / "runs" / "m").glob("*.parquet")}
+        client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("whywarmup")
+        runs = client.search_runs([exp.experiment_id])
+        children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
+        assert len(children) == 6 and all(r.info.status == "FINISHED" for r in children)
+        for r in children:  # every metric point is in the store
+            traj = trajectories[workers][f"{r.data.tags['whywarmup.run_key']}.parquet"]
+            assert len(client.get_metric_history(r.info.run_id, "loss")) == len(traj)
+    pd.testing.assert_frame_equal(summaries[1], summaries[2], check_exact=True)
+    assert trajectories[1].keys() == trajectories[2].keys() and len(trajectories[1]) == 6
+    for name, traj in trajectories[1].items():
+        pd.testing.assert_frame_equal(traj, trajectories[2][name], check_exact=True)

@@ -20,6 +20,7 @@ from .errors import ConfigError
 from .methods import MethodConfig
 from .sections import (
     DataConfig,
+    ExecutorConfig,
     FCNConfig,
     ModelConfig,
     ReportConfig,
@@ -86,6 +87,7 @@ class Config(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sharpness: SharpnessConfig = Field(default_factory=SharpnessConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     methods: dict[str, MethodConfig] = Field(min_length=1)
 

@@ -81,7 +81,9 @@ class TrainingConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     threads: Annotated[int, Field(ge=0, le=1024)] = Field(
-        0, description="torch intra-op threads per run on CPU (0: torch's default)."
+        1,
+        description="torch intra-op threads per run on CPU (0: torch's default). Results depend on it in the "
+        "last bits (reduction order), so it is part of a run's config; parallelism comes from executor.workers.",
     )
 
 
@@ -137,6 +139,22 @@ class TrackingConfig(Strict):
     )
     experiment: str = Field("whywarmup", min_length=1)
     log_every: PositiveInt = Field(1, description="Per-step metrics are logged every this many steps.")
+
+
+class ExecutorConfig(Strict):
+    """Where the grid points of a method run. Not part of any run's config: results do not depend on it."""
+
+    kind: Literal["local"] = "local"
+    workers: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        None, description="Worker processes per method (None: one per CPU core; 1: in the stage's own process)."
+    )
+
+    def resolved_workers(self) -> int:
+        import os
+
+        if self.workers is not None:
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class ReportConfig(Strict):
