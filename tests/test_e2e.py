@@ -145,6 +145,11 @@ def test_outputs_metrics_and_plots(repo):
         "sgd",
         "adam",
     }
+    # a verdict per claim in metrics.json and at the top of the report
+    assert set(metrics["claims"]) == {f"C{i}" for i in range(1, 8)}
+    assert all(c["verdict"] in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE") for c in metrics["claims"].values())
+    assert html.index("checked on these runs") < html.index("Largest trainable target")
+    assert metrics["claims"]["C2"]["verdict"] == "INCONCLUSIVE"  # the tiny config has no muP run
     critical = pd.read_csv(repo / "analysis/critical_lr.csv").set_index("method")
     runs = pd.read_csv(repo / "runs/linear/summary.csv")
     product = runs["critical_lr"] * runs["lambda_0"]

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .claims import ClaimResult, check_claims
 from .config import Config
 from .errors import WhywarmupError
 from .files import atomic_write_text
+from .run_stats import run_statistics
 
 
 def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
@@ -201,9 +203,42 @@ def _largest_by_family(runs: pd.DataFrame, trainable: pd.DataFrame) -> dict[str,
     return out
 
 
+def add_run_statistics(cfg: Config, runs: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Append the resolved-config columns the claims need and the per-run trajectory statistics."""
+    configs = {r.key: r for method in cfg.methods for r in cfg.runs(method)}
+    extra = []
+    for row in runs.itertuples():
+        run = configs.get(row.run_key)
+        stats = run_statistics(read_trajectory(root, row.method, row.run_key), row.warmup_steps_used)
+        stats["parametrization"] = getattr(run.model, "parametrization", "sp") if run else "sp"
+        stats["v_bias_correction"] = getattr(run.method.optimizer, "v_bias_correction", None) if run else None
+        extra.append(stats)
+    return pd.concat([runs.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
+
+
+def claims_metrics(results: list[ClaimResult]) -> dict[str, Any]:
+    return {r.claim: {"verdict": r.verdict, **r.numbers} for r in results}
+
+
+def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "claim": r.claim,
+                "verdict": r.verdict,
+                "statement": r.statement,
+                "numbers": json.dumps(_clean(r.numbers), sort_keys=False),
+                "figure": r.figure,
+                "to_decide": r.to_decide,
+            }
+            for r in results
+        ]
+    )
+
+
 def analyze(cfg: Config, root: Path) -> dict:
     """Write analysis/*.csv, analysis/plots/*.csv (DVC plots) and metrics.json; returns the metrics."""
-    runs = load_summaries(cfg, root)
+    runs = add_run_statistics(cfg, load_summaries(cfg, root), root)
     phase = phase_diagram(runs)
     trainable = max_trainable(phase)
     out = root / "analysis"
@@ -220,6 +255,9 @@ def analyze(cfg: Config, root: Path) -> dict:
     measured = traj.dropna(subset=["sharpness", "stability_threshold"])
     _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")
     _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
+    claims = check_claims(runs)
+    _write_csv(claims_table(claims), out / "claims.csv")
     metrics = headline_metrics(cfg, runs, trainable)
+    metrics["claims"] = _clean(claims_metrics(claims))
     atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +165,20 @@ def _table(df: pd.DataFrame) -> list[list[str]]:
     return [list(map(str, df.columns))] + [[fmt(v) for v in row] for row in df.itertuples(index=False)]
 
 
+def _short_numbers(numbers_json: str) -> str:
+    """The numbers of a claim, rounded, as `key=value; ...`."""
+    out = []
+    for k, v in json.loads(numbers_json or "{}").items():
+        if v is None:
+            v = "-"
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        elif isinstance(v, dict):
+            v = ", ".join(f"{a}: {b:g}" if isinstance(b, float) else f"{a}: {b}" for a, b in v.items())
+        out.append(f"{k}={v}")
+    return "; ".join(out)
+
+
 def _md_table(rows: list[list[str]]) -> str:
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -199,6 +214,16 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "best_eta_trgt_setting",
     ]
     table = _table(trainable[summary_cols])
+    claims = pd.read_csv(analysis / "claims.csv").fillna("")
+    claims_rows = [["claim", "verdict", "statement", "numbers", "figure", "to decide"]] + [
+        [r.claim, r.verdict, r.statement, _short_numbers(r.numbers), r.figure, r.to_decide] for r in claims.itertuples()
+    ]
+    claims_title = "The paper's claims, checked on these runs"
+    claims_caption = (
+        "Verdicts computed by whywarmup.claims from this run's data (PAPER.md section 7): SUPPORTED when at least "
+        "80% of the relevant cases agree, CONTRADICTED below 50% or on a direct counterexample, otherwise "
+        "INCONCLUSIVE with what to add to params.yaml."
+    )
     methods_table = _table(pd.read_csv(analysis / "methods.csv"))
     methods_title = "Methods compared: largest trainable eta_trgt, accuracy and warmup steps"
     critical_path = analysis / "critical_lr.csv"
@@ -219,6 +244,12 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         f"# {cfg.report.title}",
         "",
         f"{len(runs)} runs over {len(cfg.methods)} methods on `{cfg.data.dataset}`.",
+        "",
+        f"## {claims_title}",
+        "",
+        _md_table(claims_rows),
+        "",
+        claims_caption,
         "",
         "## Largest trainable target learning rate per warmup length",
         "",
@@ -270,6 +301,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.
 pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>{html.escape(cfg.report.title)}</h1>
 <p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
+<h2>{html.escape(claims_title)}</h2><div id="claims">{_html_table(claims_rows)}</div>
+<p>{html.escape(claims_caption)}</p>
 <h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
 <h2>{html.escape(methods_title)}</h2>{_html_table(methods_table)}
 {

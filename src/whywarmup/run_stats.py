@@ -1,0 +1,111 @@
+"""Per-run statistics of a trajectory: catapults, the edge of stability, sharpness at the end of warmup.
+
+A trajectory is the per-step table of train.py (row s = parameters after s updates; `lr` at row s is the lr of
+update s + 1; `sharpness` only where measured; `stability_threshold` = c / lr).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+EOS_BAND = 0.10  # "at the edge of stability": lr * sharpness within 10% of the threshold constant c
+CATAPULT_RISE = 0.10  # a catapult: the loss rises more than 10% above its running minimum ...
+
+
+@dataclass
+class Catapult:
+    start: int  # first step above (1 + rise) x the running minimum
+    peak: int
+    end: int  # first later step back at or below (1 + rise) x that running minimum
+    peak_ratio: float  # loss at the peak / running minimum before the start
+    sharpness_before: float  # last measured sharpness at or before `start - 1` (NaN if none)
+    sharpness_after: float  # first measured sharpness at or after `end` (NaN if none)
+
+
+def detect_catapults(steps, loss, sharpness=None, rise: float = CATAPULT_RISE) -> list[Catapult]:
+    """Loss spikes that come back: the loss exceeds (1 + rise) x its running minimum, then returns to at most
+    (1 + rise) x that minimum. A spike that never comes back (divergence, or the end of the run) is not a
+    catapult. `sharpness` is a series aligned with `steps`, NaN where not measured."""
+    steps = np.asarray(steps)
+    loss = np.asarray(loss, dtype=float)
+    sharp = np.full(len(loss), np.nan) if sharpness is None else np.asarray(sharpness, dtype=float)
+    events: list[Catapult] = []
+    running_min, i = math.inf, 0
+    while i < len(loss):
+        if not math.isfinite(loss[i]):
+            break
+        if running_min < math.inf and loss[i] > (1 + rise) * running_min:
+            floor = running_min
+            j = i
+            while j < len(loss) and math.isfinite(loss[j]) and loss[j] > (1 + rise) * floor:
+                j += 1
+            if j >= len(loss) or not math.isfinite(loss[j]):
+                break  # never came back
+            peak = i + int(np.argmax(loss[i:j]))
+            before = sharp[:i][~np.isnan(sharp[:i])]
+            after = sharp[j:][~np.isnan(sharp[j:])]
+            events.append(
+                Catapult(
+                    int(steps[i]),
+                    int(steps[peak]),
+                    int(steps[j]),
+                    float(loss[peak] / floor),
+                    float(before[-1]) if len(before) else math.nan,
+                    float(after[0]) if len(after) else math.nan,
+                )
+            )
+            running_min = min(running_min, float(loss[j]))
+            i = j + 1
+            continue
+        running_min = min(running_min, float(loss[i]))
+        i += 1
+    return events
+
+
+def edge_of_stability_fraction(lr_times_sharpness, constant: float, band: float = EOS_BAND) -> float:
+    """Fraction of the measured steps with |lr * sharpness / c - 1| <= band (NaN when none was measured)."""
+    x = np.asarray(lr_times_sharpness, dtype=float)
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return math.nan
+    return float(np.mean(np.abs(x / constant - 1) <= band))
+
+
+def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, float]:
+    """The per-run numbers of the claims (PAPER.md section 7)."""
+    measured = traj.dropna(subset=["sharpness"])
+    lambda_0 = float(measured["sharpness"].iloc[0]) if len(measured) else math.nan
+    rows = traj.dropna(subset=["lr"])
+    constant = float((rows["lr"] * rows["stability_threshold"]).median()) if len(rows) else math.nan
+    used = warmup_steps_used if math.isfinite(warmup_steps_used) else math.inf
+    during = traj[traj["step"] < used]  # rows whose next update is still a warmup update
+    after = measured[measured["step"] >= used] if math.isfinite(used) else measured.iloc[0:0]
+    events = detect_catapults(traj["step"], traj["loss"], traj.get("sharpness"))
+    lts = traj["lr_times_sharpness"] if "lr_times_sharpness" in traj else pd.Series(dtype=float)
+    return {
+        "threshold_constant": constant,
+        "sharpness_end_of_warmup": float(after["sharpness"].iloc[0]) if len(after) else math.nan,
+        "sharpness_end_of_warmup_over_lambda_0": (
+            float(after["sharpness"].iloc[0]) / lambda_0 if len(after) and lambda_0 > 0 else math.nan
+        ),
+        "max_sharpness_during_warmup_over_lambda_0": (
+            float(during["sharpness"].max()) / lambda_0
+            if during["sharpness"].notna().any() and lambda_0 > 0
+            else math.nan
+        ),
+        "eos_fraction_during_warmup": edge_of_stability_fraction(during.get("lr_times_sharpness", []), constant),
+        "max_lr_times_sharpness": float(lts.max()) if lts.notna().any() else math.nan,
+        "initial_preconditioned_sharpness": (
+            float(traj["preconditioned_sharpness"].iloc[0])
+            if "preconditioned_sharpness" in traj and len(traj)
+            else math.nan
+        ),
+        "catapult_events": float(len(events)),
+        "catapult_sharpness_drop_median": (
+            float(np.nanmedian([e.sharpness_after / e.sharpness_before for e in events])) if events else math.nan
+        ),
+    }
