@@ -31,6 +31,15 @@ class ClaimResult:
     to_decide: str = ""
 
 
+def _all_of(res: ClaimResult, verdicts: list[str], hint: str) -> None:
+    """A claim with several parts: contradicted if any part is, supported if all are, else inconclusive."""
+    res.verdict = (
+        CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if set(verdicts) == {SUPPORTED} else INCONCLUSIVE
+    )
+    if res.verdict == INCONCLUSIVE:
+        res.to_decide = hint
+
+
 def _share_verdict(hits: int, cases: int) -> str:
     if cases == 0:
         return INCONCLUSIVE
@@ -113,10 +122,11 @@ def check_c2(runs: pd.DataFrame) -> ClaimResult:
             "`linear_mup` (kind: linear, eta_relative_to: lambda_0) with overrides: {model.parametrization: mup}."
         )
         return res
-    verdicts = {_share_verdict(sp_hits, len(sp)), _share_verdict(mup_hits, len(mup))}
-    res.verdict = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if verdicts == {SUPPORTED} else INCONCLUSIVE
-    if res.verdict == INCONCLUSIVE:
-        res.to_decide = "Mixed evidence: measure sharpness more often (sharpness.every) or add seeds."
+    _all_of(
+        res,
+        [_share_verdict(sp_hits, len(sp)), _share_verdict(mup_hits, len(mup))],
+        "Mixed evidence: measure sharpness more often (sharpness.every) or add seeds.",
+    )
     return res
 
 
@@ -196,10 +206,11 @@ def check_c5(runs: pd.DataFrame) -> ClaimResult:
             "Add a catapult_init method with the same optimizer, eta_trgt grid and warmup_steps as a linear method."
         )
         return res
-    verdicts = {_share_verdict(fewer, len(pairs)), _share_verdict(comparable, len(pairs))}
-    res.verdict = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if verdicts == {SUPPORTED} else INCONCLUSIVE
-    if res.verdict == INCONCLUSIVE:
-        res.to_decide = "Mixed evidence: add seeds (grid seed: [0, 1, 2]) to both methods."
+    _all_of(
+        res,
+        [_share_verdict(fewer, len(pairs)), _share_verdict(comparable, len(pairs))],
+        "Mixed evidence: add seeds (grid seed: [0, 1, 2]) to both methods.",
+    )
     return res
 
 
@@ -269,10 +280,11 @@ def check_c7(runs: pd.DataFrame) -> ClaimResult:
     if not diffs:
         res.to_decide = "Add a persistent_catapult method over the eta_trgt grid of a linear method (same optimizer)."
         return res
-    verdicts = {_share_verdict(reached, len(pc)), _share_verdict(matches, len(diffs))}
-    res.verdict = CONTRADICTED if CONTRADICTED in verdicts else SUPPORTED if verdicts == {SUPPORTED} else INCONCLUSIVE
-    if res.verdict == INCONCLUSIVE:
-        res.to_decide = "Mixed evidence: add seeds (grid seed: [0, 1, 2]) or more training steps."
+    _all_of(
+        res,
+        [_share_verdict(reached, len(pc)), _share_verdict(matches, len(diffs))],
+        "Mixed evidence: add seeds (grid seed: [0, 1, 2]) or more training steps.",
+    )
     return res
 
 
