@@ -118,3 +118,64 @@ def test_sweep_results_are_bitwise_equal_with_one_and_two_workers(tmp_path):
     assert trajectories[1].keys() == trajectories[2].keys() and len(trajectories[1]) == 6
     for name, traj in trajectories[1].items():
         pd.testing.assert_frame_equal(traj, trajectories[2][name], check_exact=True)
+
+
+def test_a_killed_worker_ends_the_sweep_with_a_message_and_no_running_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    params = {
+        "data": {"num_examples": 100},
+        "model": {"kind": "fcn", "depth": 2, "width": 8},
+        "sharpness": {"every": 0, "subset_size": 32},
+        "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [1_000_000, 999_999]}}},
+        "executor": {"workers": 2},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cli = [sys.executable, "-m", "whywarmup.cli"]
+    subprocess.run([*cli, "prepare"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*cli, "train", "--method", "m", "--no-progress"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    workers: list[str] = []
+    while len(workers) < 2:  # both grid points handed to their worker processes
+        assert proc.poll() is None and time.monotonic() < deadline
+        workers = [p for p in _processes_in(tmp_path) if _parent(p) == proc.pid and "spawn_main" in _cmdline(p)]
+        time.sleep(0.5)
+    time.sleep(3.0)
+    os.kill(int(workers[0]), signal.SIGKILL)  # what the kernel's OOM killer does
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for pid in [proc.pid, *map(int, _processes_in(tmp_path))]:
+            try:
+                os.kill(pid, signal.SIGKILL)  # never leave a hung sweep behind
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert proc.returncode == 1, err
+    assert "worker process died" in err and "executor.workers" in err and "Traceback" not in err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("whywarmup")
+    statuses = sorted(r.info.status for r in client.search_runs([exp.experiment_id]))
+    assert statuses == ["FAILED", "FAILED", "FAILED"]
+    deadline = time.monotonic() + 10
+    while _processes_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_in(tmp_path)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, RunConfig
 from .data import PreparedData, load_prepared, prepared_path
+from .errors import WhywarmupError
 from .files import atomic_write_bytes
 from .tracking import Tracker, flatten, resolve_tracking_uri
 from .train import RunResult, summary_row, train_run
@@ -69,6 +71,18 @@ def _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar)
     return rows
 
 
+def _dead_worker(pool: ProcessPoolExecutor) -> bool:
+    return any(p.exitcode not in (None, 0) for p in list(getattr(pool, "_processes", {}).values()))
+
+
+def _worker_died(run: RunConfig) -> WhywarmupError:
+    return WhywarmupError(
+        f"A worker process died while method '{run.name}' was training (killed by the operating system, most "
+        "often for lack of memory). Finished runs are saved in MLflow and the runs in flight are marked FAILED. "
+        "Lower executor.workers in params.yaml (1 trains in the stage's own process) and run `dvc repro` again."
+    )
+
+
 def _parallel(tracker, parent, runs, data_path, work_dir, log_every, workers, bar) -> list[dict]:
     """At most `workers` grid points in flight, each in a worker process; this process is the only MLflow writer
     (no SQLite lock contention). A run's MLflow child is created when it is handed to a worker, so an interrupt
@@ -84,11 +98,17 @@ def _parallel(tracker, parent, runs, data_path, work_dir, log_every, workers, ba
                 index, run = pending.pop(0)
                 child = _start_child(tracker, parent, run)
                 in_flight[pool.submit(_worker_train, run, str(data_path), str(work_dir))] = (index, run, child)
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+            if not done and _dead_worker(pool):  # a killed worker is not always reported by the pool
+                index, run, child = next(iter(in_flight.values()))
+                raise _worker_died(run)
             for future in done:
                 index, run, child = in_flight.pop(future)
                 with tracker.closing(child):
-                    result = future.result()
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise _worker_died(run) from None
                     _log_result(tracker, child, result, work_dir / f"{run.key}.parquet", log_every)
                 rows[index] = {**summary_row(run, result), "mlflow_run_id": child}
                 bar.update(1)
