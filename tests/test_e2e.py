@@ -27,8 +27,18 @@ TINY = {
             "eta_relative_to": "lambda_0",
             "grid": {"eta_trgt": [1.0, 64.0], "warmup_steps": [5, 10]},
         },
-        "catapult_init": {"kind": "catapult_init", "eta_relative_to": "lambda_0", "eta_trgt": 64.0, "warmup_steps": 10},
-        "persistent": {"kind": "persistent_catapult", "eta_relative_to": "lambda_0", "eta_trgt": 8.0, "every": 5},
+        "catapult_init": {
+            "kind": "catapult_init",
+            "eta_relative_to": "lambda_0",
+            "warmup_steps": 10,
+            "grid": {"eta_trgt": [1.0, 64.0]},
+        },
+        "persistent": {
+            "kind": "persistent_catapult",
+            "eta_relative_to": "lambda_0",
+            "every": 5,
+            "grid": {"eta_trgt": [1.0, 8.0]},
+        },
         "adam": {"kind": "none", "optimizer": {"name": "adam"}, "eta_trgt": 0.01},
         "gi_adam": {"kind": "gi_adam", "grid": {"eta_trgt": [0.01], "optimizer.v_bias_correction": [True, False]}},
     },
@@ -78,7 +88,7 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
     parents = {r.data.tags["whywarmup.method"]: r for r in runs if r.data.tags.get("whywarmup.role") == "method"}
     assert set(parents) == set(TINY["methods"])
     children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
-    assert len(children) == 2 + 4 + 1 + 1 + 1 + 2
+    assert len(children) == 2 + 4 + 2 + 2 + 1 + 2
     for child in children:
         assert child.info.status == "FINISHED"
         method = child.data.tags["whywarmup.method"]
@@ -127,7 +137,10 @@ def test_outputs_metrics_and_plots(repo):
     ]:
         assert (repo / f).exists(), f
     html = (repo / "reports/index.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "http" not in html.replace("http://127.0.0.1", "")
+    figures = ["trajectories", "phase_diagrams", "max_trainable_lr", "gi_adam_vs_adam", "catapult_init_steps"]
+    figures.append("persistent_vs_linear")
+    assert all((repo / f"reports/figures/{f}.png").stat().st_size > 1000 for f in figures)
+    assert html.count("data:image/png;base64,") == len(figures) and "http" not in html.replace("http://127.0.0.1", "")
     metrics = json.loads((repo / "metrics.json").read_text())
     assert metrics["methods"]["none"]["max_trainable_eta_trgt_setting"] == {"T_wrm=1": 1.0}
     # eta_c lambda_0 across each method's grid, recomputed from the per-run summaries.

@@ -86,10 +86,9 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_title(method)
     fig.colorbar(im, ax=axes[0].tolist(), label="final test accuracy")
     fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn", y=1.04)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return Figure(
-        path.name,
+    return _save(
+        fig,
+        path,
         "Phase diagrams",
         "Final test accuracy per (eta_trgt, T_wrm), mean over seeds; X = diverged, F = failed to learn.",
         runs["mlflow_run_id"].tolist(),
@@ -110,10 +109,9 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
         ax.set_ylabel(f"largest trainable {_eta_label(group)}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return Figure(
-        path.name,
+    return _save(
+        fig,
+        path,
         "Largest trainable eta_trgt vs T_wrm",
         "For each method and warmup length, the largest target learning rate at which no seed failed "
         "(PAPER.md claim C1: it grows with T_wrm).",
@@ -121,37 +119,149 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
     )
 
 
-def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+def _save(fig, path: Path, title: str, caption: str, run_ids: list[str]) -> Figure:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(path.name, title, caption, run_ids)
+
+
+def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss=None) -> None:
+    """lr (and loss) per step, measured sharpness with the stability threshold dashed, one color per run."""
     for i, row in enumerate(chosen.itertuples()):
         traj = read_trajectory(root, row.method, row.run_key)
-        color = f"C{i}"
-        label = f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else "")
-        axes[0].plot(traj["step"], traj["lr"], color=color, label=label)
-        axes[1].plot(traj["step"], traj["loss"], color=color, label=label)
+        color, name = f"C{i}", label(row)
+        ax_lr.plot(traj["step"], traj["lr"], color=color, label=name)
+        if ax_loss is not None:
+            ax_loss.plot(traj["step"], traj["loss"], color=color, label=name)
         measured = traj.dropna(subset=["sharpness"])
-        axes[2].plot(measured["step"], measured["sharpness"], color=color, label=label)
-        axes[2].plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
-    axes[0].set_ylabel("learning rate")
-    axes[1].set_ylabel("training loss")
-    axes[1].set_yscale("log")
-    axes[2].set_ylabel("sharpness (dashed: stability threshold)")
-    axes[2].set_yscale("log")
+        ax_sharp.plot(measured["step"], measured["sharpness"], color=color, label=name)
+        ax_sharp.plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
+
+
+def _step_axes(axes) -> None:
     for ax in axes:
         ax.set_xlabel("step")
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+
+
+def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    _plot_runs(
+        root,
+        chosen,
+        axes[0],
+        axes[2],
+        lambda row: f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else ""),
+        ax_loss=axes[1],
+    )
+    axes[0].set_ylabel("learning rate")
+    axes[1].set_ylabel("training loss")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("sharpness (dashed: stability threshold)")
+    axes[2].set_yscale("log")
+    _step_axes(axes)
     eta = chosen["eta_trgt_setting"].iloc[0]
     fig.suptitle(f"Training trajectories at {_eta_label(chosen)} = {eta:g}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return Figure(
-        path.name,
+    return _save(
+        fig,
+        path,
         "Trajectories (Fig. 1 style)",
         f"Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for "
         f"GD) for several warmup lengths at {_eta_label(chosen)} = {eta:g}.",
+        chosen["mlflow_run_id"].tolist(),
+    )
+
+
+def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
+    """Preconditioned sharpness of Adam and GI-Adam without warmup at the smallest common eta_trgt (PAPER.md C6)."""
+    sel = runs[(runs["T_wrm"] == 1) & runs["optimizer"].isin(["adam", "gi_adam"])]
+    if set(sel["optimizer"]) != {"adam", "gi_adam"}:
+        return None
+    common = set(sel[sel["optimizer"] == "adam"]["eta_trgt_setting"]) & set(
+        sel[sel["optimizer"] == "gi_adam"]["eta_trgt_setting"]
+    )
+    if not common:
+        return None
+    eta = min(common)
+    chosen = sel[sel["eta_trgt_setting"] == eta].drop_duplicates("method")
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, row in enumerate(chosen.itertuples()):
+        traj = read_trajectory(root, row.method, row.run_key).dropna(subset=["preconditioned_sharpness"])
+        ax.plot(traj["step"], traj["preconditioned_sharpness"], "o-", color=f"C{i}", label=row.method, ms=3)
+        ax.plot(traj["step"], traj["stability_threshold"], color=f"C{i}", ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("preconditioned sharpness (dashed: threshold)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(
+        fig,
+        path,
+        "GI-Adam vs Adam: preconditioned sharpness without warmup",
+        f"Top eigenvalue of P^-1 H at eta_trgt = {eta:g}, measured at the steps shown, against the Adam threshold "
+        "(2 + 2 beta1) / ((1 - beta1) eta_t) (PAPER.md claim C6).",
+        chosen["mlflow_run_id"].tolist(),
+    )
+
+
+def steps_saved_figure(runs: pd.DataFrame, path: Path) -> Figure | None:
+    """Warmup steps used by catapult_init and by linear at each (eta_trgt, T_wrm) (PAPER.md C5)."""
+    cat = runs[(runs["kind"] == "catapult_init") & (runs["failed"] == 0)]
+    lin = runs[(runs["kind"] == "linear") & (runs["failed"] == 0) & runs["optimizer"].isin(cat["optimizer"].unique())]
+    if cat.empty or lin.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, t_wrm in enumerate(sorted(cat["T_wrm"].unique())):
+        for frame, marker, name in ((lin, "s--", "linear"), (cat, "o-", "catapult_init")):
+            rows = frame[frame["T_wrm"] == t_wrm].groupby("eta_trgt_setting")["warmup_steps_used"].median()
+            ax.plot(rows.index, rows.values, marker, color=f"C{i}", label=f"{name} T_wrm={t_wrm}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(_eta_label(cat))
+    ax.set_ylabel("update at which eta_trgt is reached")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(
+        fig,
+        path,
+        "Warmup steps: catapult_init against linear",
+        "Median update at which eta_trgt is reached, per eta_trgt and T_wrm, over trained runs; catapult_init "
+        "starts at the critical learning rate with the same slope (PAPER.md claim C5).",
+        pd.concat([cat, lin])["mlflow_run_id"].tolist(),
+    )
+
+
+def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
+    """persistent_catapult's lr and sharpness against the linear runs at its largest commonly trained eta (C7)."""
+    pc = runs[(runs["kind"] == "persistent_catapult") & (runs["failed"] == 0)]
+    lin = runs[(runs["kind"] == "linear") & (runs["failed"] == 0) & runs["optimizer"].isin(pc["optimizer"].unique())]
+    common = sorted(set(pc["eta_trgt_setting"]) & set(lin["eta_trgt_setting"]))
+    if not common:
+        return None
+    eta = common[-1]
+    chosen = pd.concat(
+        [pc[pc["eta_trgt_setting"] == eta].head(1), lin[lin["eta_trgt_setting"] == eta].drop_duplicates("T_wrm")]
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    _plot_runs(
+        root,
+        chosen,
+        axes[0],
+        axes[1],
+        lambda row: row.method if row.kind == "persistent_catapult" else f"{row.method} T_wrm={row.T_wrm}",
+    )
+    axes[0].set_ylabel("learning rate")
+    axes[1].set_ylabel("sharpness (dashed: 2 / lr)")
+    axes[1].set_yscale("log")
+    _step_axes(axes)
+    return _save(
+        fig,
+        path,
+        "persistent_catapult against linear warmup",
+        f"Learning rate and sharpness at {_eta_label(chosen)} = {eta:g}: persistent_catapult raises the lr to gamma "
+        "times the local critical lr at each re-estimate, without a T_wrm (PAPER.md claim C7).",
         chosen["mlflow_run_id"].tolist(),
     )
 
@@ -205,7 +315,11 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         trajectory_figure(root, chosen, figdir / "trajectories.png"),
         phase_diagram_figure(phase, runs, figdir / "phase_diagrams.png"),
         max_trainable_figure(trainable, runs, figdir / "max_trainable_lr.png"),
+        gi_adam_figure(root, runs, figdir / "gi_adam_vs_adam.png"),
+        steps_saved_figure(runs, figdir / "catapult_init_steps.png"),
+        persistent_figure(root, runs, figdir / "persistent_vs_linear.png"),
     ]
+    figures = [f for f in figures if f is not None]
     summary_cols = [
         "method",
         "T_wrm",
