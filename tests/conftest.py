@@ -24,6 +24,33 @@ def dense_hessian(model: torch.nn.Module, loss_fn, batches) -> torch.Tensor:
     return torch.autograd.functional.hessian(loss, flat0)
 
 
+def top_dense_eigenvalue(model: torch.nn.Module, loss_fn, batch) -> float:
+    return torch.linalg.eigvalsh(dense_hessian(model, loss_fn, [batch]).double())[-1].item()
+
+
+def tiny_run(method: dict, *, steps: int = 40, eval_every: int = 20, **sections):
+    """The resolved run of a one-method params file on a small FCN; `sections` replace whole sections."""
+    from whywarmup.config import parse_config
+
+    raw = {
+        "model": {"kind": "fcn", "depth": 3, "width": 32},
+        "training": {"steps": steps, "eval_every": eval_every},
+        "sharpness": {"every": 10, "subset_size": 128},
+        "methods": {"m": method},
+        **sections,
+    }
+    return parse_config(raw).runs("m")[0]
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """300 examples of scikit-learn's bundled digits, prepared as the pipeline does."""
+    from whywarmup.data import build_dataset
+    from whywarmup.sections import DataConfig
+
+    return build_dataset(DataConfig(num_examples=300))
+
+
 @pytest.fixture
 def project_root() -> Path:
     return ROOT

@@ -6,28 +6,15 @@ import math
 import pytest
 import torch
 
-from whywarmup.config import parse_config
-from whywarmup.data import build_dataset
 from whywarmup.optim import GIAdam, adam_preconditioner
 from whywarmup.schedules import CatapultInitSchedule, PersistentCatapultSchedule, steps_to_target
-from whywarmup.sections import DataConfig
 from whywarmup.train import train_run
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return build_dataset(DataConfig(num_examples=300))
+from .conftest import tiny_run
 
 
 def _run(method: dict, **sections):
-    raw = {
-        "model": {"kind": "fcn", "depth": 3, "width": 32},
-        "training": {"steps": 60, "eval_every": 30},
-        "sharpness": {"every": 10, "subset_size": 128},
-        "methods": {"m": method},
-        **sections,
-    }
-    return parse_config(raw).runs("m")[0]
+    return tiny_run(method, steps=60, eval_every=30, **sections)
 
 
 # --- catapult_init ------------------------------------------------------------------------------------------

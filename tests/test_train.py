@@ -1,28 +1,19 @@
+import copy
 import math
 
 import pandas as pd
 import pytest
+import torch
 
-from whywarmup.config import parse_config
-from whywarmup.data import build_dataset
-from whywarmup.sections import DataConfig
-from whywarmup.train import train_run
+from whywarmup.losses import mse_loss
+from whywarmup.models import build_model
+from whywarmup.train import _batches, measurement_batches, train_run
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return build_dataset(DataConfig(num_examples=300))
+from .conftest import tiny_run, top_dense_eigenvalue
 
 
 def _run(method: dict, **sections):
-    raw = {
-        "model": {"kind": "fcn", "depth": 3, "width": 32},
-        "training": {"steps": 40, "eval_every": 20},
-        "sharpness": {"every": 10, "subset_size": 128},
-        "methods": {"m": method},
-        **sections,
-    }
-    return parse_config(raw).runs("m")[0]
+    return tiny_run(method, steps=40, eval_every=20, **sections)
 
 
 def test_step_semantics_and_logged_columns(digits):
@@ -97,11 +88,6 @@ def test_adam_logs_preconditioned_sharpness(digits):
 
 
 def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
-    import torch
-
-    from whywarmup.losses import mse_loss
-    from whywarmup.models import build_model
-    from whywarmup.train import measurement_batches
 
     run = _run({"kind": "none", "eta_trgt": 0.1})
     res = train_run(run, digits, progress=False)
@@ -126,24 +112,7 @@ def test_critical_lr_at_init_is_logged_and_brackets_the_catapult(digits):
     assert loss_after_step(s["critical_lr"]) <= initial * 1.01 < loss_after_step(s["critical_lr_upper"])
 
 
-def _top_dense(model, loss_fn, batch) -> float:
-    from tests.conftest import dense_hessian
-
-    return torch_eigvalsh_top(dense_hessian(model, loss_fn, [batch]).double())
-
-
-def torch_eigvalsh_top(h) -> float:
-    import torch
-
-    return torch.linalg.eigvalsh(h)[-1].item()
-
-
 def test_minibatches_mean_lambda_0_is_the_mean_of_per_batch_top_eigenvalues(digits):
-    import torch
-
-    from whywarmup.losses import mse_loss
-    from whywarmup.models import build_model
-    from whywarmup.train import measurement_batches
 
     run = _run(
         {"kind": "none", "eta_trgt": 0.05},
@@ -157,18 +126,13 @@ def test_minibatches_mean_lambda_0_is_the_mean_of_per_batch_top_eigenvalues(digi
     assert not torch.equal(batches[0][0], batches[1][0])
     torch.manual_seed(run.method.seed)
     model = build_model(run.model, digits.input_shape, digits.num_classes)
-    expected = sum(_top_dense(model, mse_loss, b) for b in batches) / 3
+    expected = sum(top_dense_eigenvalue(model, mse_loss, b) for b in batches) / 3
     assert res.summary["lambda_0"] == pytest.approx(expected, rel=2e-3)
     # Three separate eigenproblems: the first measurement costs at least 3 x 2 HVPs.
     assert res.trajectory.loc[0, "sharpness_matvecs"] >= 6
 
 
 def test_minibatch_measurement_follows_the_batch_of_the_next_update(digits):
-    import torch
-
-    from whywarmup.losses import mse_loss
-    from whywarmup.models import build_model
-    from whywarmup.train import _batches
 
     run = _run(
         {"kind": "none", "eta_trgt": 0.05},
@@ -184,7 +148,7 @@ def test_minibatch_measurement_follows_the_batch_of_the_next_update(digits):
     model = build_model(run.model, digits.input_shape, digits.num_classes)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for s in range(4):
-        expected = _top_dense(model, mse_loss, order[s])
+        expected = top_dense_eigenvalue(model, mse_loss, order[s])
         assert res.trajectory.loc[s, "sharpness"] == pytest.approx(expected, rel=2e-3), s
         if s < 3:
             opt.zero_grad()
@@ -202,13 +166,6 @@ def test_minibatches_mean_needs_a_batch_size():
 
 
 def test_float64_measurement_of_a_float32_model(digits):
-    import copy
-
-    import torch
-
-    from whywarmup.losses import mse_loss
-    from whywarmup.models import build_model
-    from whywarmup.train import measurement_batches
 
     run = _run(
         {"kind": "none", "eta_trgt": 0.05},
@@ -220,5 +177,5 @@ def test_float64_measurement_of_a_float32_model(digits):
     torch.manual_seed(run.method.seed)
     model = build_model(run.model, digits.input_shape, digits.num_classes)
     ((x, y),) = measurement_batches(digits, run)
-    expected = _top_dense(copy.deepcopy(model).double(), mse_loss, (x.double(), y))
+    expected = top_dense_eigenvalue(copy.deepcopy(model).double(), mse_loss, (x.double(), y))
     assert res.summary["lambda_0"] == pytest.approx(expected, rel=1e-9)
