@@ -18,7 +18,13 @@ from whywarmup.claims import (
     check_c6,
     check_c7,
 )
-from whywarmup.run_stats import detect_catapults, edge_of_stability_fraction, run_statistics
+from whywarmup.run_stats import (
+    detect_catapults,
+    edge_of_stability_fraction,
+    run_statistics,
+    sharpness_regime,
+    threshold_following,
+)
 
 DEFAULTS = {
     "method": "m",
@@ -36,6 +42,8 @@ DEFAULTS = {
     "sharpness_end_of_warmup_over_lambda_0": 0.5,
     "max_sharpness_during_warmup_over_lambda_0": 1.0,
     "eos_fraction_during_warmup": 0.0,
+    "sharpness_regime": "reduction",
+    "lr_times_sharpness_after_reaching_over_c": math.nan,
     "initial_preconditioned_sharpness": math.nan,
 }
 
@@ -63,14 +71,20 @@ def test_c1():
 
 
 def test_c2():
-    sp = {"eta_trgt_times_lambda_0": 32, "max_sharpness_during_warmup_over_lambda_0": 1.5}
-    sp_eos = {**sp, "eos_fraction_during_warmup": 0.6}
-    mup_down = {"parametrization": "mup", "eta_trgt_times_lambda_0": 32, "sharpness_end_of_warmup_over_lambda_0": 0.3}
-    mup_up = {**mup_down, "max_sharpness_during_warmup_over_lambda_0": 2.0}
-    assert check_c2(table(sp_eos, sp_eos, mup_down)).verdict == SUPPORTED
-    assert check_c2(table(sp, sp, mup_down)).verdict == CONTRADICTED  # SP never at the edge of stability
-    assert check_c2(table(sp_eos, mup_up)).verdict == CONTRADICTED
-    missing = check_c2(table(sp_eos, sp_eos))
+    sp_up = {"sharpness_regime": "sharpening", "lr_times_sharpness_after_reaching_over_c": 1.1}
+    sp_down = {"sharpness_regime": "reduction"}
+    mup_down = {"parametrization": "mup", "sharpness_regime": "reduction"}
+    mup_up = {**sp_up, "parametrization": "mup"}
+    assert check_c2(table(sp_up, sp_up, mup_down)).verdict == SUPPORTED
+    # SP sharpens but overshoots the threshold instead of following it (median lr * sharpness = 3 c)
+    overshoot = {**sp_up, "lr_times_sharpness_after_reaching_over_c": 3.0}
+    assert check_c2(table(overshoot, overshoot, mup_down)).verdict == CONTRADICTED
+    swapped = check_c2(table(sp_down, sp_down, mup_up, mup_up))
+    assert swapped.verdict == CONTRADICTED and "other way round" in swapped.finding
+    assert swapped.numbers["sp_reduction"] == 2 and swapped.numbers["mup_sharpening_and_following_threshold"] == 2
+    mixed = check_c2(table(sp_up, sp_up, sp_up, sp_down, sp_down, mup_down))  # 3 of 5 SP runs: between 50 and 80%
+    assert mixed.verdict == INCONCLUSIVE and "sharpness.every" in mixed.to_decide
+    missing = check_c2(table(sp_up, sp_up))
     assert missing.verdict == INCONCLUSIVE and "model.parametrization: mup" in missing.to_decide
 
 
@@ -92,6 +106,10 @@ def test_c4():
     far = [{"T_wrm": 64, "eta_trgt_setting": e, "final_test_accuracy": 0.90} for e in (2, 8)]
     assert check_c4(table(*base, *far)).verdict == CONTRADICTED
     assert check_c4(table(*close)).verdict == INCONCLUSIVE
+    # a muP warmup run is not paired with the SP baseline at the same eta setting
+    mup = [{"T_wrm": 64, "eta_trgt_setting": 8, "final_test_accuracy": 0.5, "parametrization": "mup"}]
+    res = check_c4(table(*base, *close, *better, *mup))
+    assert res.verdict == SUPPORTED and res.numbers["paired_cells"] == 2
 
 
 def test_c5():
@@ -179,3 +197,14 @@ def test_edge_of_stability_fraction_and_run_statistics():
     assert s["eos_fraction_during_warmup"] == pytest.approx(1 / 3)  # rows 0-2: 0.5, 1.2, 1.95
     assert s["max_lr_times_sharpness"] == pytest.approx(1.95)
     assert s["catapult_events"] == 1  # 0.9 > 1.1 x 0.8, back to 0.5 at the next step
+
+
+def test_sharpness_regime_and_threshold_following():
+    assert sharpness_regime(2.2, 0.5) == "sharpening"  # rose to 2.2 lambda_0 during warmup
+    assert sharpness_regime(1.0, 0.6) == "reduction"
+    assert sharpness_regime(1.05, 1.02) == "unclear"
+    assert sharpness_regime(math.nan, math.nan) == "unclear"
+    # c = 2: reaches 1.8 (>= 0.9 c) at the third measurement, then 2.0, 2.4, nan, 2.2 -> median of 0.9, 1, 1.2, 1.1
+    index, median = threshold_following([0.5, 1.0, 1.8, 2.0, 2.4, np.nan, 2.2], 2.0)
+    assert index == 2 and median == pytest.approx(1.05)
+    assert all(math.isnan(v) for v in threshold_following([0.5, 1.0], 2.0))

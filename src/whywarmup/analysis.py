@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import ClaimResult, check_claims
+from .claims import ACCURACY_POINT, ClaimResult, check_claims
 from .config import Config
 from .errors import WhywarmupError
 from .files import atomic_write_text
-from .run_stats import run_statistics
+from .run_stats import detect_catapults, run_statistics
 
 
 def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
@@ -56,6 +56,7 @@ def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
     for (method, t_wrm), cells in phase.groupby(["method", "T_wrm"], sort=True):
         ok = cells[cells["trainable"]]
         best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
+        low, high = robust_range(ok.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
                 "method": method,
@@ -64,9 +65,21 @@ def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
                 "max_trainable_eta_trgt": ok["eta_trgt"].max() if len(ok) else math.nan,
                 "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else math.nan,
                 "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else math.nan,
+                "robust_eta_trgt_min": low,
+                "robust_eta_trgt_max": high,
             }
         )
     return pd.DataFrame(rows)
+
+
+def robust_range(accuracy_by_eta: pd.Series, within: float = ACCURACY_POINT) -> tuple[float, float]:
+    """The paper's robustness: the smallest and largest eta_trgt setting whose accuracy is within `within` of the
+    best one (NaN, NaN when nothing trained). Settings in between that fall short do not split the range."""
+    acc = accuracy_by_eta.dropna()
+    if not len(acc):
+        return math.nan, math.nan
+    good = acc[acc >= acc.max() - within].index
+    return float(min(good)), float(max(good))
 
 
 def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +89,7 @@ def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
     for method, r in runs.groupby("method", sort=False):
         cells = phase[(phase["method"] == method) & phase["trainable"]]
         ok = r[r["failed"] == 0]
+        low, high = robust_range(cells.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
                 "method": method,
@@ -86,6 +100,9 @@ def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
                 "max_trainable_eta_trgt_setting": cells["eta_trgt_setting"].max() if len(cells) else math.nan,
                 "best_final_test_accuracy": r["final_test_accuracy"].max(),
                 "mean_trainable_test_accuracy": ok["final_test_accuracy"].mean(),
+                # eta_trgt settings (any T_wrm) within one accuracy point of the method's best
+                "robust_eta_trgt_min": low,
+                "robust_eta_trgt_max": high,
                 "median_warmup_steps_used": ok["warmup_steps_used"].median(),
                 "median_warmup_steps_saved": ok["warmup_steps_saved"].median()
                 if "warmup_steps_saved" in ok
@@ -113,14 +130,25 @@ def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the Fig.-1-style figure: one method's runs at one eta_trgt across its T_wrm values.
-
-    The eta_trgt is the largest one trainable at the longest warmup, where warmup matters most.
-    """
+    """The runs of the Fig.-1-style figure, one panel per parametrization: a method's runs at one eta_trgt across its
+    T_wrm values (column `panel`: the method). The first panel is `report.trajectory_method` (default: the first
+    linear method); each other parametrization of a linear SGD method adds the first such method, as the paper's
+    Fig. 1 shows SP beside muP. The eta_trgt is the largest one trainable at the longest warmup."""
     method = cfg.report.trajectory_method
+    linear = [m for m, e in cfg.methods.items() if e.kind == "linear"]
     if method is None:
-        linear = [m for m, e in cfg.methods.items() if e.kind == "linear"]
         method = linear[0] if linear else next(iter(cfg.methods))
+    panels = [method]
+    seen = set(runs.loc[runs["method"] == method, "parametrization"])
+    for m in linear:
+        r = runs[(runs["method"] == m) & (runs["optimizer"] == "sgd")]
+        if len(r) and not set(r["parametrization"]) <= seen:
+            panels.append(m)
+            seen |= set(r["parametrization"])
+    return pd.concat([_panel_runs(cfg, runs, phase, m).assign(panel=m) for m in panels], ignore_index=True)
+
+
+def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: str) -> pd.DataFrame:
     cells = phase[(phase["method"] == method) & phase["trainable"]]
     mine = runs[runs["method"] == method]
     if cells.empty:
@@ -128,9 +156,58 @@ def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.
     else:
         eta = cells[cells["T_wrm"] == cells["T_wrm"].max()]["eta_trgt_setting"].max()
     chosen = mine[mine["eta_trgt_setting"] == eta].sort_values(["T_wrm", "seed"]).drop_duplicates("T_wrm")
-    others = runs[(runs["method"] != method) & (runs["eta_trgt_setting"] == eta)].drop_duplicates("method")
-    both = pd.concat([others, chosen]).sort_values("T_wrm")
+    # the same eta_trgt without warmup (a `none` method in the same parametrization), as in Fig. 1
+    param = set(mine["parametrization"])
+    others = runs[
+        (runs["method"] != method)
+        & (runs["eta_trgt_setting"] == eta)
+        & (runs["T_wrm"] == 1)
+        & runs["parametrization"].isin(param)
+        & (runs["optimizer"] == mine["optimizer"].iloc[0])
+    ].drop_duplicates("method")
+    both = pd.concat([others.head(1), chosen]).sort_values("T_wrm")
     return both.tail(cfg.report.max_trajectories)
+
+
+def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Every catapult of every run (run_stats.detect_catapults): start, peak and end step, the loss ratio at the
+    peak and the last measured sharpness before / first after, so the sharpness drop of each catapult shows."""
+    rows = []
+    for row in runs.itertuples():
+        traj = read_trajectory(root, row.method, row.run_key)
+        for e in detect_catapults(traj["step"], traj["loss"], traj.get("sharpness")):
+            rows.append(
+                {
+                    "method": row.method,
+                    "run_key": row.run_key,
+                    "mlflow_run_id": row.mlflow_run_id,
+                    "eta_trgt_setting": row.eta_trgt_setting,
+                    "T_wrm": row.T_wrm,
+                    "start": e.start,
+                    "peak": e.peak,
+                    "end": e.end,
+                    "loss_peak_over_min": e.peak_ratio,
+                    "sharpness_before": e.sharpness_before,
+                    "sharpness_after": e.sharpness_after,
+                    "sharpness_after_over_before": e.sharpness_after / e.sharpness_before,
+                }
+            )
+    columns = ["method", "run_key", "mlflow_run_id", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
+    columns += ["loss_peak_over_min", "sharpness_before", "sharpness_after", "sharpness_after_over_before"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
+    """catapult_init against linear at each (eta_trgt, T_wrm, seed) they share (same optimizer and
+    parametrization): warmup steps each used, steps saved, and final test accuracy of both."""
+    cat = runs[runs["kind"] == "catapult_init"]
+    lin = runs[runs["kind"] == "linear"]
+    keys = ["optimizer", "parametrization", "eta_trgt_setting", "T_wrm", "seed"]
+    cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed", "critical_lr_times_lambda_0"]
+    pairs = cat[cols].merge(lin[cols[:-1]], on=keys, suffixes=("_catapult_init", "_linear"))
+    pairs["steps_saved"] = pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]
+    pairs["accuracy_difference"] = pairs["final_test_accuracy_catapult_init"] - pairs["final_test_accuracy_linear"]
+    return pairs.sort_values(keys).reset_index(drop=True)
 
 
 def read_trajectory(root: Path, method: str, run_key: str) -> pd.DataFrame:
@@ -230,6 +307,7 @@ def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
                 "numbers": json.dumps(_clean(r.numbers), sort_keys=False),
                 "figure": r.figure,
                 "to_decide": r.to_decide,
+                "finding": r.finding,
             }
             for r in results
         ]
@@ -247,10 +325,12 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(trainable, out / "max_trainable_lr.csv")
     _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
     _write_csv(method_table(runs, phase), out / "methods.csv")
+    _write_csv(catapult_table(runs, root), out / "catapults.csv")
+    _write_csv(catapult_init_vs_linear(runs), out / "catapult_init_vs_linear.csv")
     chosen = trajectory_runs(cfg, runs, phase)
     _write_csv(chosen, out / "trajectory_runs.csv")
-    # DVC plot data: the trajectory of the longest-warmup run of the Fig.-1 set.
-    last = chosen.iloc[-1]
+    # DVC plot data: the trajectory of the longest-warmup run of the first panel of the Fig.-1 set.
+    last = chosen[chosen["panel"] == chosen["panel"].iloc[0]].iloc[-1]
     traj = read_trajectory(root, last["method"], last["run_key"])
     measured = traj.dropna(subset=["sharpness", "stability_threshold"])
     _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")

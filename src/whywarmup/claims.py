@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .run_stats import FOLLOW_BAND
+
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE"
 ACCURACY_POINT = 0.01  # "a little" / "comparable" / "matches": within one accuracy point
 MAJORITY, MINORITY = 0.8, 0.5  # >= 80% of the cases: supported; < 50%: contradicted; between: inconclusive
@@ -29,6 +31,7 @@ class ClaimResult:
     numbers: dict[str, Any] = field(default_factory=dict)
     figure: str = ""
     to_decide: str = ""
+    finding: str = ""  # a one-line reading of the evidence, when the numbers alone do not tell the story
 
 
 def _all_of(res: ClaimResult, verdicts: list[str], hint: str) -> None:
@@ -95,37 +98,50 @@ def check_c2(runs: pd.DataFrame) -> ClaimResult:
         "stability); with muP it starts below and decreases."
     )
     res = ClaimResult("C2", statement, INCONCLUSIVE, figure="trajectories.png")
-    warm = _ok(runs[(runs["kind"] == "linear") & (runs["optimizer"] == "sgd") & (runs["eta_trgt_times_lambda_0"] > 2)])
-    sp = warm[warm["parametrization"] == "sp"]
-    mup = warm[warm["parametrization"] == "mup"]
-    sp_hits = int(
-        ((sp["max_sharpness_during_warmup_over_lambda_0"] > 1) & (sp["eos_fraction_during_warmup"] >= 0.25)).sum()
-    )
-    mup_hits = int(
-        (
-            (mup["max_sharpness_during_warmup_over_lambda_0"] <= 1.05)
-            & (mup["sharpness_end_of_warmup_over_lambda_0"] < 1)
-        ).sum()
-    )
+    warm = _ok(runs[(runs["kind"] == "linear") & (runs["optimizer"] == "sgd") & (runs["T_wrm"] > 1)])
+    low, high = FOLLOW_BAND
+    follows = warm["lr_times_sharpness_after_reaching_over_c"].between(low, high)
+    regimes = {}
+    for p in ("sp", "mup"):
+        mine = warm[warm["parametrization"] == p]
+        regimes[p] = {
+            "runs": len(mine),
+            "sharpening": int((mine["sharpness_regime"] == "sharpening").sum()),
+            "reduction": int((mine["sharpness_regime"] == "reduction").sum()),
+            "sharpening_and_following_threshold": int(
+                ((mine["sharpness_regime"] == "sharpening") & follows[mine.index]).sum()
+            ),
+        }
+    sp, mup = regimes["sp"], regimes["mup"]
     res.numbers = {
-        "sp_runs": len(sp),
-        "sp_runs_rising_then_at_edge_of_stability": sp_hits,
-        "sp_median_eos_fraction_during_warmup": _median(sp["eos_fraction_during_warmup"]),
-        "sp_median_max_sharpness_over_lambda_0": _median(sp["max_sharpness_during_warmup_over_lambda_0"]),
-        "mup_runs": len(mup),
-        "mup_runs_decreasing": mup_hits,
-        "mup_median_end_of_warmup_over_lambda_0": _median(mup["sharpness_end_of_warmup_over_lambda_0"]),
+        **{f"{p}_{k}": v for p, r in regimes.items() for k, v in r.items()},
+        "sp_median_max_sharpness_during_warmup_over_lambda_0": _median(
+            warm[warm["parametrization"] == "sp"]["max_sharpness_during_warmup_over_lambda_0"]
+        ),
+        "mup_median_max_sharpness_during_warmup_over_lambda_0": _median(
+            warm[warm["parametrization"] == "mup"]["max_sharpness_during_warmup_over_lambda_0"]
+        ),
     }
-    if not len(sp) or not len(mup):
+    if not sp["runs"] or not mup["runs"]:
         res.to_decide = (
-            "Needs trained linear-warmup SGD runs with eta_trgt > 2/lambda_0 in both parametrizations: add a method "
-            "`linear_mup` (kind: linear, eta_relative_to: lambda_0) with overrides: {model.parametrization: mup}."
+            "Needs trained linear-warmup SGD runs in both parametrizations: add a method `linear_mup` (kind: linear, "
+            "eta_relative_to: lambda_0) with overrides: {model.parametrization: mup}."
         )
         return res
     _all_of(
         res,
-        [_share_verdict(sp_hits, len(sp)), _share_verdict(mup_hits, len(mup))],
+        [
+            _share_verdict(sp["sharpening_and_following_threshold"], sp["runs"]),
+            _share_verdict(mup["reduction"], mup["runs"]),
+        ],
         "Mixed evidence: measure sharpness more often (sharpness.every) or add seeds.",
+    )
+    swapped = sp["reduction"] >= MAJORITY * sp["runs"] and mup["sharpening"] >= MAJORITY * mup["runs"]
+    res.finding = (
+        f"SP: {sp['sharpening']} of {sp['runs']} runs sharpen during warmup, {sp['reduction']} reduce; muP: "
+        f"{mup['sharpening']} of {mup['runs']} sharpen ({mup['sharpening_and_following_threshold']} then follow the "
+        f"threshold), {mup['reduction']} reduce."
+        + (" Both regimes occur, with the parametrizations the other way round." if swapped else "")
     )
     return res
 
@@ -152,12 +168,13 @@ def check_c4(runs: pd.DataFrame) -> ClaimResult:
     )
     res = ClaimResult("C4", statement, INCONCLUSIVE, figure="phase_diagrams.png")
     fam = _ok(_sgd_warmup_family(runs))
-    base = fam[fam["T_wrm"] == 1].groupby("eta_trgt_setting")["final_test_accuracy"].mean()
+    # pairs within one parametrization: eta settings of SP and muP runs are not comparable
+    base = fam[fam["T_wrm"] == 1].groupby(["parametrization", "eta_trgt_setting"])["final_test_accuracy"].mean()
     warm = fam[fam["T_wrm"] > 1]
     diffs = [
-        row.final_test_accuracy - base[row.eta_trgt_setting]
+        row.final_test_accuracy - base[(row.parametrization, row.eta_trgt_setting)]
         for row in warm.itertuples()
-        if row.eta_trgt_setting in base.index
+        if (row.parametrization, row.eta_trgt_setting) in base.index
     ]
     best_without = base.max() if len(base) else math.nan
     best_with = warm["final_test_accuracy"].max() if len(warm) else math.nan
@@ -188,7 +205,7 @@ def check_c5(runs: pd.DataFrame) -> ClaimResult:
     res = ClaimResult("C5", statement, INCONCLUSIVE, figure="phase_diagrams.png")
     cat = runs[runs["kind"] == "catapult_init"]
     lin = runs[(runs["kind"] == "linear") & runs["optimizer"].isin(cat["optimizer"].unique())]
-    keys = ["eta_trgt_setting", "T_wrm", "seed", "optimizer"]
+    keys = ["eta_trgt_setting", "T_wrm", "seed", "optimizer", "parametrization"]
     pairs = cat.merge(lin, on=keys, suffixes=("_cat", "_lin"))
     pairs = pairs[(pairs["failed_cat"] == 0) & (pairs["failed_lin"] == 0)]
     fewer = int((pairs["warmup_steps_used_cat"] < pairs["warmup_steps_used_lin"]).sum())
@@ -261,11 +278,11 @@ def check_c7(runs: pd.DataFrame) -> ClaimResult:
     res = ClaimResult("C7", statement, INCONCLUSIVE, figure="phase_diagrams.png")
     pc = _ok(runs[runs["kind"] == "persistent_catapult"])
     lin = _ok(runs[(runs["kind"] == "linear") & runs["optimizer"].isin(pc["optimizer"].unique())])
-    best_lin = lin.groupby(["optimizer", "eta_trgt_setting"])["final_test_accuracy"].max()
+    best_lin = lin.groupby(["optimizer", "parametrization", "eta_trgt_setting"])["final_test_accuracy"].max()
     diffs = [
-        row.final_test_accuracy - best_lin[(row.optimizer, row.eta_trgt_setting)]
+        row.final_test_accuracy - best_lin[(row.optimizer, row.parametrization, row.eta_trgt_setting)]
         for row in pc.itertuples()
-        if (row.optimizer, row.eta_trgt_setting) in best_lin.index
+        if (row.optimizer, row.parametrization, row.eta_trgt_setting) in best_lin.index
     ]
     reached = int(pc["warmup_steps_used"].notna().sum())
     matches = int(sum(d >= -ACCURACY_POINT for d in diffs))

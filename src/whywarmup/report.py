@@ -45,7 +45,9 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
     vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
     ncols = min(4, len(methods))
     nrows = math.ceil(len(methods) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols + 1, 3.4 * nrows + 0.6), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat[len(methods) :]:
         ax.set_visible(False)
     for ax, method in zip(axes.flat, methods):
@@ -84,8 +86,8 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_xlabel(_eta_label(runs[runs["method"] == method]))
         ax.set_ylabel("T_wrm (0: persistent catapult)" if 0 in twrms else "T_wrm")
         ax.set_title(method)
-    fig.colorbar(im, ax=axes[0].tolist(), label="final test accuracy")
-    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn", y=1.04)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="final test accuracy", shrink=0.6)
+    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn")
     return _save(
         fig,
         path,
@@ -148,29 +150,39 @@ def _step_axes(axes) -> None:
 
 
 def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    _plot_runs(
-        root,
-        chosen,
-        axes[0],
-        axes[2],
-        lambda row: f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else ""),
-        ax_loss=axes[1],
-    )
-    axes[0].set_ylabel("learning rate")
-    axes[1].set_ylabel("training loss")
-    axes[1].set_yscale("log")
-    axes[2].set_ylabel("sharpness (dashed: stability threshold)")
-    axes[2].set_yscale("log")
-    _step_axes(axes)
-    eta = chosen["eta_trgt_setting"].iloc[0]
-    fig.suptitle(f"Training trajectories at {_eta_label(chosen)} = {eta:g}")
+    """One row per panel (method, e.g. SP and muP): lr, loss and sharpness with its stability threshold."""
+    panels = list(dict.fromkeys(chosen["panel"]))
+    fig, grid = plt.subplots(len(panels), 3, figsize=(14, 3.8 * len(panels)), squeeze=False)
+    titles = []
+    for axes, panel in zip(grid, panels):
+        runs = chosen[chosen["panel"] == panel]
+        _plot_runs(
+            root,
+            runs,
+            axes[0],
+            axes[2],
+            lambda row: f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else ""),
+            ax_loss=axes[1],
+        )
+        param = runs["parametrization"].iloc[-1] if "parametrization" in runs else "sp"
+        eta = runs["eta_trgt_setting"].iloc[0]
+        title = f"{panel} ({param}): {_eta_label(runs)} = {eta:g}"
+        titles.append(title)
+        axes[0].set_title(title, fontsize=10, loc="left")
+        axes[0].set_ylabel("learning rate")
+        axes[1].set_ylabel("training loss")
+        axes[1].set_yscale("log")
+        axes[2].set_ylabel("sharpness (dashed: stability threshold)")
+        axes[2].set_yscale("log")
+        _step_axes(axes)
+    fig.suptitle("Training trajectories for several warmup lengths")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return _save(
         fig,
         path,
         "Trajectories (Fig. 1 style)",
-        f"Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for "
-        f"GD) for several warmup lengths at {_eta_label(chosen)} = {eta:g}.",
+        "Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for GD) for "
+        "several warmup lengths; one row per parametrization: " + "; ".join(titles) + ".",
         chosen["mlflow_run_id"].tolist(),
     )
 
@@ -302,6 +314,31 @@ def _html_table(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
+LARGE_CATAPULT = 2.0  # the loss at least doubles: a catapult proper, not an edge-of-stability oscillation
+
+
+def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method: runs, runs with a catapult, catapults, and for the large ones (loss peak >= 2x its running
+    minimum; the small ones are mostly the loss oscillating at the edge of stability) their count and median
+    sharpness after / before."""
+    rows = []
+    for method, r in runs.groupby("method", sort=False):
+        e = events[events["method"] == method]
+        large = e[e["loss_peak_over_min"] >= LARGE_CATAPULT]
+        rows.append(
+            {
+                "method": method,
+                "runs": len(r),
+                "runs_with_catapults": e["run_key"].nunique(),
+                "catapults": len(e),
+                "large_catapults": len(large),
+                "large_median_loss_peak_over_min": large["loss_peak_over_min"].median(),
+                "large_median_sharpness_after_over_before": large["sharpness_after_over_before"].median(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
     analysis = root / "analysis"
     runs = pd.read_csv(analysis / "runs.csv")
@@ -329,8 +366,9 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     ]
     table = _table(trainable[summary_cols])
     claims = pd.read_csv(analysis / "claims.csv").fillna("")
-    claims_rows = [["claim", "verdict", "statement", "numbers", "figure", "to decide"]] + [
-        [r.claim, r.verdict, r.statement, _short_numbers(r.numbers), r.figure, r.to_decide] for r in claims.itertuples()
+    claims_rows = [["claim", "verdict", "statement", "numbers", "reading", "figure", "to decide"]] + [
+        [r.claim, r.verdict, r.statement, _short_numbers(r.numbers), r.finding, r.figure, r.to_decide]
+        for r in claims.itertuples()
     ]
     claims_title = "The paper's claims, checked on these runs"
     claims_caption = (
@@ -350,6 +388,14 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     critical_caption = (
         "eta_c * lambda_0 per method: 2 would mean the catapult starts exactly at 2 / lambda_0 (a quadratic "
         "along the top eigenvector); PAPER.md section 5 measured 2.5-3 on the digits FCN."
+    )
+    catapults_table = _table(catapult_summary(pd.read_csv(analysis / "catapults.csv"), runs))
+    catapults_title = "Catapults: loss spikes that come back, and the sharpness before and after"
+    catapults_caption = (
+        "A catapult: the training loss rises more than 10% above its running minimum and comes back "
+        "(whywarmup.run_stats.detect_catapults); most small ones are the loss oscillating at the edge of stability, "
+        "so the large ones (the loss at least doubles) are counted apart. Sharpness after / before compares the last "
+        "measurement before the spike with the first one after it. Every event is in analysis/catapults.csv."
     )
     config_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     commands = "dvc repro\nmlflow ui   # then open http://127.0.0.1:5000"
@@ -373,6 +419,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     md += [f"## {methods_title}", "", _md_table(methods_table), ""]
     if critical_table:
         md += [f"## {critical_title}", "", _md_table(critical_table), "", critical_caption, ""]
+    md += [f"## {catapults_title}", "", _md_table(catapults_table), "", catapults_caption, ""]
     for f in figures:
         md += [
             f"## {f.title}",
@@ -424,6 +471,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
         if critical_table
         else ""
     }
+<h2>{html.escape(catapults_title)}</h2>{_html_table(catapults_table)}<p>{html.escape(catapults_caption)}</p>
 {"".join(parts)}
 <h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
 <h2>Reproduce</h2><pre>{html.escape(commands)}</pre>

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 EOS_BAND = 0.10  # "at the edge of stability": lr * sharpness within 10% of the threshold constant c
 CATAPULT_RISE = 0.10  # a catapult: the loss rises more than 10% above its running minimum ...
+SHARPENING_RISE = 1.10  # progressive-sharpening regime: sharpness during warmup rises above 1.1 x lambda_0
+FOLLOW_BAND = (0.8, 1.6)  # "follows the threshold": median lr * sharpness / c after reaching it lies in this band
 
 
 @dataclass
@@ -75,7 +78,29 @@ def edge_of_stability_fraction(lr_times_sharpness, constant: float, band: float 
     return float(np.mean(np.abs(x / constant - 1) <= band))
 
 
-def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, float]:
+def sharpness_regime(max_during_warmup_over_lambda_0: float, end_of_warmup_over_lambda_0: float) -> str:
+    """The paper's two warmup regimes: `sharpening` when the sharpness rises during warmup (natural
+    progressive sharpening), `reduction` when it never rises above lambda_0 by 10% and ends warmup below lambda_0
+    (natural sharpness reduction); `unclear` otherwise or without measurements."""
+    if math.isnan(max_during_warmup_over_lambda_0):
+        return "unclear"
+    if max_during_warmup_over_lambda_0 >= SHARPENING_RISE:
+        return "sharpening"
+    return "reduction" if end_of_warmup_over_lambda_0 < 1 else "unclear"
+
+
+def threshold_following(lr_times_sharpness, constant: float, band: float = EOS_BAND) -> tuple[float, float]:
+    """(first index where lr * sharpness reaches (1 - band) c, median of lr * sharpness / c from there on), over
+    the measured steps in order; (NaN, NaN) when the threshold is never reached."""
+    x = np.asarray(lr_times_sharpness, dtype=float)
+    x = x[~np.isnan(x)] / constant
+    reached = np.flatnonzero(x >= 1 - band)
+    if not len(reached):
+        return math.nan, math.nan
+    return float(reached[0]), float(np.median(x[reached[0] :]))
+
+
+def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, Any]:
     """The per-run numbers of the claims (PAPER.md section 7)."""
     measured = traj.dropna(subset=["sharpness"])
     lambda_0 = float(measured["sharpness"].iloc[0]) if len(measured) else math.nan
@@ -86,17 +111,18 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, fl
     after = measured[measured["step"] >= used] if math.isfinite(used) else measured.iloc[0:0]
     events = detect_catapults(traj["step"], traj["loss"], traj.get("sharpness"))
     lts = traj["lr_times_sharpness"] if "lr_times_sharpness" in traj else pd.Series(dtype=float)
+    end_ratio = float(after["sharpness"].iloc[0]) / lambda_0 if len(after) and lambda_0 > 0 else math.nan
+    max_ratio = (
+        float(during["sharpness"].max()) / lambda_0 if during["sharpness"].notna().any() and lambda_0 > 0 else math.nan
+    )
+    _, follow = threshold_following(lts, constant)
     return {
         "threshold_constant": constant,
         "sharpness_end_of_warmup": float(after["sharpness"].iloc[0]) if len(after) else math.nan,
-        "sharpness_end_of_warmup_over_lambda_0": (
-            float(after["sharpness"].iloc[0]) / lambda_0 if len(after) and lambda_0 > 0 else math.nan
-        ),
-        "max_sharpness_during_warmup_over_lambda_0": (
-            float(during["sharpness"].max()) / lambda_0
-            if during["sharpness"].notna().any() and lambda_0 > 0
-            else math.nan
-        ),
+        "sharpness_end_of_warmup_over_lambda_0": end_ratio,
+        "max_sharpness_during_warmup_over_lambda_0": max_ratio,
+        "sharpness_regime": sharpness_regime(max_ratio, end_ratio),
+        "lr_times_sharpness_after_reaching_over_c": follow,
         "eos_fraction_during_warmup": edge_of_stability_fraction(during.get("lr_times_sharpness", []), constant),
         "max_lr_times_sharpness": float(lts.max()) if lts.notna().any() else math.nan,
         "initial_preconditioned_sharpness": (

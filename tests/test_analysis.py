@@ -1,0 +1,125 @@
+"""Analysis helpers on hand-made tables whose answers are known: the robust eta_trgt range, catapult_init against
+linear pairing, the per-run catapult table, and the Fig.-1 trajectory panels (one per parametrization)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from whywarmup.analysis import catapult_init_vs_linear, catapult_table, robust_range
+
+
+def test_robust_range_is_the_span_within_one_point_of_the_best():
+    acc = pd.Series({2.0: 0.950, 8.0: 0.975, 32.0: 0.981, 128.0: 0.990, 512.0: 0.985})
+    assert robust_range(acc) == (32.0, 512.0)  # 0.981 >= 0.990 - 0.01; 0.975 is not
+    assert robust_range(acc, within=0.05) == (2.0, 512.0)
+    # a setting in between that falls short (or diverged: NaN) does not split the range
+    assert robust_range(pd.Series({2.0: 0.99, 8.0: np.nan, 32.0: 0.95, 128.0: 0.985})) == (2.0, 128.0)
+    assert all(math.isnan(v) for v in robust_range(pd.Series({2.0: np.nan})))
+
+
+def _run(**kw) -> dict:
+    base = {
+        "optimizer": "sgd",
+        "parametrization": "sp",
+        "eta_trgt_setting": 8.0,
+        "T_wrm": 64,
+        "seed": 0,
+        "failed": 0,
+        "critical_lr_times_lambda_0": 3.1,
+    }
+    return {**base, **kw}
+
+
+def test_catapult_init_is_paired_with_linear_at_the_same_cell_only():
+    runs = pd.DataFrame(
+        [
+            _run(method="linear", kind="linear", warmup_steps_used=64.0, final_test_accuracy=0.97),
+            _run(method="linear", kind="linear", T_wrm=256, warmup_steps_used=256.0, final_test_accuracy=0.98),
+            _run(
+                method="linear_mup",
+                kind="linear",
+                parametrization="mup",
+                warmup_steps_used=64.0,
+                final_test_accuracy=0.5,
+            ),
+            _run(method="catapult_init", kind="catapult_init", warmup_steps_used=40.0, final_test_accuracy=0.965),
+        ]
+    )
+    pairs = catapult_init_vs_linear(runs)
+    assert len(pairs) == 1  # T_wrm 256 has no catapult_init run; the muP run is another parametrization
+    row = pairs.iloc[0]
+    assert row["steps_saved"] == 24.0 and row["accuracy_difference"] == pytest.approx(-0.005)
+    assert row["method_linear"] == "linear"
+
+
+def test_catapult_table_lists_each_event_with_the_sharpness_drop(tmp_path):
+    (tmp_path / "runs" / "m").mkdir(parents=True)
+    loss = [1.0, 0.5, 0.4, 0.6, 2.0, 0.9, 0.43, 0.3]
+    sharp = [10.0, np.nan, np.nan, 9.0, np.nan, np.nan, np.nan, 4.0]
+    pd.DataFrame({"step": range(8), "loss": loss, "sharpness": sharp}).to_parquet(tmp_path / "runs/m/k1.parquet")
+    pd.DataFrame({"step": range(3), "loss": [1.0, 0.9, 0.8], "sharpness": np.nan}).to_parquet(
+        tmp_path / "runs/m/k2.parquet"
+    )
+    runs = pd.DataFrame([_run(method="m", run_key=k, mlflow_run_id=f"id-{k}") for k in ("k1", "k2")])
+    table = catapult_table(runs, tmp_path)
+    assert len(table) == 1  # k2's loss only falls
+    e = table.iloc[0]
+    assert (e["run_key"], e["start"], e["peak"], e["end"]) == ("k1", 3, 4, 6)
+    assert e["loss_peak_over_min"] == pytest.approx(5.0)
+    # last measurement before the spike's first step (step 0: 10), first one at or after its end (step 7: 4)
+    assert e["sharpness_after_over_before"] == pytest.approx(0.4)
+    assert list(catapult_table(runs.iloc[1:], tmp_path).columns) == list(table.columns)
+
+
+def test_trajectory_panels_one_per_parametrization():
+    from whywarmup.analysis import phase_diagram, trajectory_runs
+    from whywarmup.config import parse_config
+
+    lin = {"kind": "linear", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [2, 8], "warmup_steps": [16, 64]}}
+    cfg = parse_config(
+        {
+            "methods": {
+                "none": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [2, 8]}},
+                "linear": lin,
+                "linear_wide": lin,  # same parametrization: no panel of its own
+                "linear_mup": {**lin, "overrides": {"model.parametrization": "mup"}},
+            }
+        }
+    )
+    rows = []
+    for method in cfg.methods:
+        for run in cfg.runs(method):
+            t_wrm = getattr(run.method, "warmup_steps", 1)
+            eta = run.method.eta_trgt
+            rows.append(
+                {
+                    "method": method,
+                    "kind": run.method.kind,
+                    "optimizer": "sgd",
+                    "parametrization": run.model.parametrization,
+                    "eta_trgt_setting": eta,
+                    "eta_trgt": eta / 30,
+                    "T_wrm": t_wrm,
+                    "seed": 0,
+                    "run_key": run.key,
+                    # eta 8 diverges without warmup and with the muP 64-step warmup
+                    "failed": int(eta == 8 and (t_wrm == 1 or (method == "linear_mup" and t_wrm == 64))),
+                    "diverged": 0,
+                    "final_test_accuracy": 0.9,
+                    "final_train_loss": 0.1,
+                }
+            )
+    runs = pd.DataFrame(rows)
+    chosen = trajectory_runs(cfg, runs, phase_diagram(runs))
+    assert list(dict.fromkeys(chosen["panel"])) == ["linear", "linear_mup"]
+    sp = chosen[chosen["panel"] == "linear"]
+    # largest eta trainable at the longest warmup (8), with the no-warmup run at that eta first
+    assert list(zip(sp["method"], sp["T_wrm"], sp["eta_trgt_setting"])) == [
+        ("none", 1, 8.0),
+        ("linear", 16, 8.0),
+        ("linear", 64, 8.0),
+    ]
+    mup = chosen[chosen["panel"] == "linear_mup"]
+    assert set(mup["parametrization"]) == {"mup"} and list(mup["T_wrm"]) == [16, 64]
