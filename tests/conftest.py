@@ -54,3 +54,30 @@ def digits():
 @pytest.fixture
 def project_root() -> Path:
     return ROOT
+
+
+SMALL_SWEEP = {
+    "data": {"num_examples": 200},
+    "model": {"kind": "fcn", "depth": 3, "width": 16},
+    "training": {"steps": 40, "eval_every": 20},
+    "sharpness": {"every": 10, "subset_size": 64},
+    "methods": {
+        "m": {
+            "kind": "persistent_catapult",
+            "eta_relative_to": "lambda_0",
+            "every": 5,
+            "grid": {"eta_trgt": [2.0, 8.0, 64.0], "seed": [0, 1]},
+        }
+    },
+}
+
+
+def run_small_sweep(root: Path, executor: dict):
+    """Six persistent_catapult grid points (three eta_trgt, two seeds) swept into `root` with `executor`."""
+    from whywarmup.config import parse_config
+    from whywarmup.data import build_dataset, prepared_path, save_prepared
+    from whywarmup.sweep import run_method
+
+    cfg = parse_config({**SMALL_SWEEP, "executor": executor})
+    save_prepared(build_dataset(cfg.data), root / prepared_path(cfg.data))
+    return run_method(cfg, "m", root, progress=False)

@@ -267,6 +267,35 @@ def test_dvc_exp_run_in_a_temp_workspace_logs_to_the_project_store(repo):
     assert not list((repo / ".dvc").rglob("mlflow.db"))
 
 
+def test_queued_experiments_run_two_at_a_time_into_the_project_store(repo):
+    """`dvc exp run --queue` twice, then `dvc queue start -j 2`: both experiments log to the workspace's store."""
+    import time
+
+    client = _client(repo)
+    exp = client.get_experiment_by_name("whywarmup")
+    before = {r.info.run_id for r in client.search_runs([exp.experiment_id], max_results=1000)}
+    dvc = str(BIN / "dvc")
+    for eta in ("3.0", "5.0"):
+        _run([dvc, "exp", "run", "--queue", "-S", f"methods.none.grid.eta_trgt=[{eta}]"], repo)
+    _run([dvc, "queue", "start", "-j", "2"], repo)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            status = _run([dvc, "queue", "status"], repo).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        subprocess.run([dvc, "queue", "stop"], cwd=repo, env=_env(), capture_output=True, timeout=120)
+    assert status.count("Success") >= 2, status
+    runs = [r for r in client.search_runs([exp.experiment_id], max_results=1000) if r.info.run_id not in before]
+    new = sorted(r.data.params["method.eta_trgt"] for r in runs if r.data.tags.get("whywarmup.role") == "grid_point")
+    assert new == ["3.0", "5.0"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert not list((repo / ".dvc").rglob("mlflow.db"))
+
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

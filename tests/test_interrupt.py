@@ -9,6 +9,8 @@ import time
 import pytest
 import yaml
 
+from .conftest import run_small_sweep
+
 
 @pytest.mark.parametrize(("sig", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)])
 def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, workers):
@@ -77,33 +79,11 @@ def test_sweep_results_are_bitwise_equal_with_one_and_two_workers(tmp_path):
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from whywarmup.config import parse_config
-    from whywarmup.data import build_dataset, prepared_path, save_prepared
-    from whywarmup.sweep import run_method
-
     summaries, trajectories = {}, {}
     for workers in (1, 2):
         root = tmp_path / f"w{workers}"
         root.mkdir()
-        cfg = parse_config(
-            {
-                "data": {"num_examples": 200},
-                "model": {"kind": "fcn", "depth": 3, "width": 16},
-                "training": {"steps": 40, "eval_every": 20},
-                "sharpness": {"every": 10, "subset_size": 64},
-                "executor": {"workers": workers},
-                "methods": {
-                    "m": {
-                        "kind": "persistent_catapult",
-                        "eta_relative_to": "lambda_0",
-                        "every": 5,
-                        "grid": {"eta_trgt": [2.0, 8.0, 64.0], "seed": [0, 1]},
-                    }
-                },
-            }
-        )
-        save_prepared(build_dataset(cfg.data), root / prepared_path(cfg.data))
-        summary = run_method(cfg, "m", root, progress=False)
+        summary = run_small_sweep(root, {"workers": workers})
         summaries[workers] = summary.drop(columns=["wall_time_s", "mlflow_run_id"])
         trajectories[workers] = {p.name: pd.read_parquet(p) for p in (root / "runs" / "m").glob("*.parquet")}
         client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -179,3 +159,79 @@ def _parent(pid: str) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except OSError:
         return -1
+
+
+def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
+    """Interrupt a real sweep after its first grid point finished, run it again: the finished point is taken over
+    (same MLflow run, same trajectory file), the others are trained, the parent run is reused, and the result
+    equals an uninterrupted sweep's."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    params = {
+        "data": {"num_examples": 100},
+        "model": {"kind": "fcn", "depth": 2, "width": 8},
+        "training": {"eval_every": 1000},
+        "sharpness": {"every": 0, "subset_size": 32},
+        "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [5, 20_000, 7]}}},
+        "executor": {"workers": 1},
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cli = [sys.executable, "-m", "whywarmup.cli"]
+    work, ref = tmp_path / "work", tmp_path / "ref"
+    for folder in (work, ref):
+        folder.mkdir()
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        subprocess.run([*cli, "prepare"], cwd=folder, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [*cli, "train", "--method", "m", "--no-progress"], cwd=work, env=env, stderr=subprocess.PIPE, text=True
+    )
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    deadline = time.monotonic() + 120
+    while True:  # the 5-step point finished, the 20000-step one is training
+        assert proc.poll() is None and time.monotonic() < deadline
+        exp = client.get_experiment_by_name("whywarmup") if (work / "mlflow.db").exists() else None
+        children = [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if _role(r) == "grid_point"]
+        if sorted(r.info.status for r in children) == ["FINISHED", "RUNNING"]:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    first = next(r for r in children if r.info.status == "FINISHED")
+    key = first.data.tags["whywarmup.run_key"]
+    kept = work / ".whywarmup" / "partial" / "m" / f"{key}.parquet"
+    mtime = kept.stat().st_mtime_ns
+
+    again = subprocess.run([*cli, "train", "--method", "m", "--no-progress"], cwd=work, env=env, capture_output=True)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if _role(r) == "method"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.metrics["resumed_runs"] == 1
+    by_steps: dict[str, list[str]] = {}
+    for r in runs:
+        if _role(r) == "grid_point":
+            by_steps.setdefault(r.data.params["training.steps"], []).append(r.info.status)
+    # one FINISHED run per grid point; the point that was in flight keeps its KILLED record beside the new one
+    assert {k: sorted(v) for k, v in by_steps.items()} == {
+        "5": ["FINISHED"],
+        "20000": ["FINISHED", "KILLED"],
+        "7": ["FINISHED"],
+    }
+    summary = pd.read_csv(work / "runs" / "m" / "summary.csv")
+    assert summary.set_index("run_key").loc[key, "mlflow_run_id"] == first.info.run_id
+    assert (work / "runs" / "m" / f"{key}.parquet").stat().st_mtime_ns == mtime  # not trained again
+    assert not (work / ".whywarmup" / "resume" / "m").exists()
+    assert sorted(p.name for p in (work / "runs" / "m").iterdir()) == sorted(
+        [*(f"{k}.parquet" for k in summary["run_key"]), "summary.csv"]
+    )
+
+    subprocess.run([*cli, "train", "--method", "m", "--no-progress"], cwd=ref, env=env, check=True, capture_output=True)
+    expected = pd.read_csv(ref / "runs" / "m" / "summary.csv")
+    drop = ["wall_time_s", "mlflow_run_id"]
+    pd.testing.assert_frame_equal(summary.drop(columns=drop), expected.drop(columns=drop), check_exact=True)
+
+
+def _role(run) -> str:
+    return run.data.tags.get("whywarmup.role", "")

@@ -60,3 +60,71 @@ def test_train_stage_stops_before_training_when_the_store_is_down(tmp_path, proj
     assert proc.returncode == 1
     assert "127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / ".whywarmup").exists()
+
+
+def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
+    """`mlflow server` started for real on a free local port; a two-worker sweep with tracking.uri pointing at it:
+    every run, metric point and trajectory artifact arrives over HTTP."""
+    import socket
+    import time
+    import urllib.request
+
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from whywarmup.config import parse_config
+    from whywarmup.data import build_dataset, prepared_path, save_prepared
+    from whywarmup.sweep import run_method
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen(
+        [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{server_dir / 'store.db'}",
+         "--artifacts-destination", str(server_dir / "artifacts")],
+        cwd=server_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow server did not come up"
+                time.sleep(0.5)
+        cfg = parse_config(
+            {
+                "data": {"num_examples": 150},
+                "model": {"kind": "fcn", "depth": 2, "width": 16},
+                "training": {"steps": 20, "eval_every": 10},
+                "sharpness": {"every": 5, "subset_size": 64},
+                "tracking": {"uri": uri},
+                "executor": {"workers": 2},
+                "methods": {"m": {"kind": "linear", "warmup_steps": 5, "grid": {"eta_trgt": [0.01, 0.05, 0.1]}}},
+            }
+        )
+        root = tmp_path / "project"
+        save_prepared(build_dataset(cfg.data), root / prepared_path(cfg.data))
+        summary = run_method(cfg, "m", root, progress=False)
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("whywarmup")
+        runs = client.search_runs([exp.experiment_id])
+        children = [r for r in runs if r.data.tags["whywarmup.role"] == "grid_point"]
+        assert sorted(r.info.run_id for r in children) == sorted(summary["mlflow_run_id"])
+        assert all(r.info.status == "FINISHED" for r in runs) and len(runs) == 4
+        for r in children:
+            key = r.data.tags["whywarmup.run_key"]
+            traj = pd.read_parquet(root / "runs" / "m" / f"{key}.parquet")
+            assert len(client.get_metric_history(r.info.run_id, "loss")) == len(traj) == 21
+            assert [a.path for a in client.list_artifacts(r.info.run_id, "trajectory")] == [f"trajectory/{key}.parquet"]
+        assert not (root / "mlflow.db").exists()  # nothing went to a local store
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

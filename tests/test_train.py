@@ -179,3 +179,81 @@ def test_float64_measurement_of_a_float32_model(digits):
     ((x, y),) = measurement_batches(digits, run)
     expected = top_dense_eigenvalue(copy.deepcopy(model).double(), mse_loss, (x.double(), y))
     assert res.summary["lambda_0"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_deterministic_flag_sets_torch_determinism_and_changes_nothing_on_cpu(digits):
+    method = {"kind": "linear", "warmup_steps": 5, "eta_trgt": 0.05}
+    on = tiny_run(method, steps=10, training={"steps": 10, "eval_every": 5, "deterministic": True})
+    off = tiny_run(method, steps=10, training={"steps": 10, "eval_every": 5})
+    try:
+        a = train_run(on, digits, progress=False)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        b = train_run(off, digits, progress=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+    pd.testing.assert_frame_equal(a.trajectory, b.trajectory, check_exact=True)
+
+
+def test_sharpness_is_measured_without_tf32_and_the_setting_comes_back(digits):
+    """TF32 would add ~1e-3 relative noise to Hessian-vector products on a GPU: measurements run at full fp32."""
+    from whywarmup.curvature import top_hessian_eigen
+    from whywarmup.losses import get_loss
+
+    seen = []
+    mse = get_loss("mse")
+
+    def loss_fn(out, y):
+        seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
+        return mse(out, y)
+
+    features = digits.x_train[0].numel()
+    nn = torch.nn
+    model = nn.Sequential(nn.Flatten(), nn.Linear(features, 8), nn.Tanh(), nn.Linear(8, 10))
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high")  # what a user enabling TF32 for training sets
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        top_hessian_eigen(model, loss_fn, (digits.x_train[:64], digits.y_train[:64]), max_matvecs=20)
+        after = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+    assert seen and set(seen) == {("highest", False)}
+    assert after == ("high", True)
+
+
+def test_divergence_found_at_a_batched_read_back_is_the_step_a_plain_replay_finds(digits):
+    """Losses are read from the device in batches; the recorded trajectory and diverged_step must be those of a
+    plain torch.optim.SGD replay that reads every step. Here the loss blows up a few steps in and the run only
+    reads it back SYNC_EVERY steps later: the steps past the divergence are discarded."""
+    from whywarmup.losses import get_loss
+    from whywarmup.train import SYNC_EVERY
+
+    method = {"kind": "none", "eta_trgt": 3.0}
+    run = tiny_run(method, steps=300, eval_every=1000, sharpness={"every": 0, "subset_size": 64})
+    result = train_run(run, digits, progress=False)
+
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, digits.input_shape, digits.num_classes)
+    loss_fn = get_loss("mse")
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    losses = []
+    for _ in range(300):
+        loss = loss_fn(model(digits.x_train), digits.y_train)
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]) or losses[-1] > run.training.divergence_factor * losses[0]:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.param_groups[0]["lr"] = 3.0
+        opt.step()
+    step = len(losses) - 1
+    assert result.status == "diverged" and result.summary["diverged_step"] == step
+    assert 1 < step < SYNC_EVERY - 1  # found at the read-back of step SYNC_EVERY, not at the step itself
+    traj = result.trajectory
+    assert list(traj["step"]) == list(range(step + 1))
+    assert traj["loss"].tolist()[:-1] == losses[:-1]  # bitwise
+    last = traj.iloc[-1]
+    assert last["step"] == step and math.isnan(last["accuracy"]) and math.isnan(last["lr"])

@@ -9,7 +9,8 @@ same spectrum as P^-1 H.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -204,6 +205,30 @@ def top_hessian_eigen(
     converged after `max_matvecs`, it retries once from a random start; `converged` is False if that
     fails too, and the value must then not be reported as a measurement.
     """
+    with full_fp32_precision():
+        return _top_hessian_eigen(
+            model, loss_fn, batches, preconditioner, init, tol, max_matvecs, dtype, chunk_size, generator, hvp_mode
+        )
+
+
+@contextmanager
+def full_fp32_precision() -> Iterator[None]:
+    """TF32 off for a measurement (CUDA matmuls and cuDNN convolutions; on by default for convolutions on Ampere
+    and newer GPUs): its 10-bit mantissa adds ~1e-3 relative noise to every Hessian-vector product, as large as
+    Lanczos's tolerance. Training keeps whatever the user chose; the previous settings come back afterwards."""
+    matmul, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = conv
+
+
+def _top_hessian_eigen(
+    model, loss_fn, batches, preconditioner, init, tol, max_matvecs, dtype, chunk_size, generator, hvp_mode
+) -> EigenResult:
     op = HessianOperator(model, loss_fn, batches, chunk_size=chunk_size, dtype=dtype, mode=hvp_mode)
     matvec: Callable[[torch.Tensor], torch.Tensor] = op
     if preconditioner is not None:

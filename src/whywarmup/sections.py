@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -80,6 +81,11 @@ class TrainingConfig(Strict):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
+    deterministic: bool = Field(
+        False,
+        description="Deterministic algorithms only (torch.use_deterministic_algorithms, no cuDNN autotuning, "
+        "CUBLAS_WORKSPACE_CONFIG): bitwise-repeatable GPU runs at some speed. CPU runs are repeatable either way.",
+    )
     threads: Annotated[int, Field(ge=0, le=1024)] = Field(
         1,
         description="torch intra-op threads per run on CPU (0: torch's default). Results depend on it in the "
@@ -144,17 +150,36 @@ class TrackingConfig(Strict):
 class ExecutorConfig(Strict):
     """Where the grid points of a method run. Not part of any run's config: results do not depend on it."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray"] = "local"
     workers: Annotated[int, Field(ge=1, le=1024)] | None = Field(
-        None, description="Worker processes per method (None: one per CPU core; 1: in the stage's own process)."
+        None,
+        description="local: worker processes per method (None: one per CPU core; 1: in the stage's own process). "
+        "ray: the most grid points in flight (None: as many as the cluster's resources hold).",
+    )
+    address: str | None = Field(
+        None,
+        description="ray: the cluster to join, e.g. 'auto' (a `ray start --head` on this machine) or "
+        "'ray://host:10001'; None starts a local Ray instance for the stage.",
+    )
+    num_cpus: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)] = Field(
+        1.0, description="ray: CPUs each grid point's task reserves."
+    )
+    num_gpus: Annotated[float, Field(ge=0, le=64, allow_inf_nan=False)] = Field(
+        0.0, description="ray: GPUs each grid point's task reserves (0.5 puts two runs on one GPU)."
+    )
+    local_cpus: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None, description="ray with no address: CPUs of the local Ray instance (None: all cores)."
     )
 
     def resolved_workers(self) -> int:
-        import os
-
         if self.workers is not None:
             return self.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return cpu_count()
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class ReportConfig(Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -9,6 +11,7 @@ import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -16,8 +19,8 @@ from tqdm.auto import tqdm
 from .config import Config, RunConfig
 from .data import PreparedData, load_prepared, prepared_path
 from .errors import WhywarmupError
-from .files import atomic_write_bytes
-from .tracking import Tracker, flatten, resolve_tracking_uri
+from .files import atomic_write_bytes, atomic_write_text
+from .tracking import TAG_RUN_KEY, Tracker, flatten, resolve_tracking_uri
 from .train import RunResult, summary_row, train_run
 
 
@@ -59,7 +62,63 @@ def _worker_train(run: RunConfig, data_path: str, out_dir: str) -> RunResult:
     return _train_and_save(run, _WORKER_DATA[data_path], Path(out_dir), progress=False)
 
 
-def _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar) -> list[dict]:
+class ResumeState:
+    """What an interrupted attempt at a method's sweep leaves for the next one, in .whywarmup/resume/<method>/:
+    the parent MLflow run (parent.json, reused when the method's config is unchanged) and one <run_key>.json
+    summary row per grid point whose MLflow run ended FINISHED; its trajectory stays in the partial folder. The
+    next attempt trains only the other grid points and creates no second MLflow run for a finished one."""
+
+    def __init__(self, root: Path, method: str, params: dict):
+        self.dir = root / ".whywarmup" / "resume" / method
+        self.fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+    def parent(self, tracker: Tracker) -> str | None:
+        """The previous attempt's parent run, if it is still in this experiment and for the same config."""
+        try:
+            saved = json.loads((self.dir / "parent.json").read_text())
+            run = tracker.client.get_run(saved["run_id"])
+        except Exception:  # noqa: BLE001 - no usable state: start afresh
+            return None
+        same = saved.get("fingerprint") == self.fingerprint and run.info.experiment_id == tracker.experiment_id
+        return run.info.run_id if same and run.info.lifecycle_stage == "active" else None
+
+    def finished(self, tracker: Tracker, parent: str, runs: list[RunConfig], work_dir: Path) -> dict[str, dict]:
+        """Summary rows of the grid points already done under `parent` (trajectory on disk, MLflow FINISHED)."""
+        rows = {}
+        for run in runs:
+            try:
+                row = json.loads((self.dir / f"{run.key}.json").read_text())
+                mlflow_run = tracker.client.get_run(row["mlflow_run_id"])
+            except Exception:  # noqa: BLE001 - not finished (or its record is gone): train it again
+                continue
+            tags = mlflow_run.data.tags
+            if (
+                mlflow_run.info.status == "FINISHED"
+                and tags.get(TAG_RUN_KEY) == run.key
+                and tags.get("mlflow.parentRunId") == parent
+                and (work_dir / f"{run.key}.parquet").exists()
+            ):
+                rows[run.key] = row
+        return rows
+
+    def start(self, parent: str) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        atomic_write_text(self.dir / "parent.json", json.dumps({"run_id": parent, "fingerprint": self.fingerprint}))
+
+    def record(self, row: dict) -> None:
+        atomic_write_text(self.dir / f"{row['run_key']}.json", json.dumps(row, default=_plain))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _plain(value):
+    """numpy scalars as the Python numbers they hold (so a resumed summary.csv is the same as a fresh one)."""
+    return value.item()
+
+
+def _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar, record) -> list[dict]:
     rows = []
     for run in runs:
         child = _start_child(tracker, parent, run)
@@ -67,12 +126,42 @@ def _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar)
             result = _train_and_save(run, data, work_dir, progress)
             _log_result(tracker, child, result, work_dir / f"{run.key}.parquet", log_every)
         rows.append({**summary_row(run, result), "mlflow_run_id": child})
+        record(rows[-1])
         bar.update(1)
     return rows
 
 
-def _dead_worker(pool: ProcessPoolExecutor) -> bool:
-    return any(p.exitcode not in (None, 0) for p in list(getattr(pool, "_processes", {}).values()))
+class ProcessBackend:
+    """Grid points in `workers` spawned local processes; each worker writes its run's trajectory file."""
+
+    def __init__(self, workers: int, data_path: Path, work_dir: Path):
+        ctx = multiprocessing.get_context("spawn")  # no fork after torch has started its thread pools
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+        self.capacity = workers
+        self.args = (str(data_path), str(work_dir))
+
+    def submit(self, run: RunConfig) -> Future:
+        return self.pool.submit(_worker_train, run, *self.args)
+
+    def wait(self, handles: list[Future], timeout: float) -> list[Future]:
+        return list(wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)[0])
+
+    def result(self, handle: Future, run: RunConfig) -> RunResult:
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            raise _worker_died(run) from None
+
+    def check_alive(self, run: RunConfig) -> None:
+        """A worker killed by the OS is not always reported by the pool: look at the exit codes."""
+        if any(p.exitcode not in (None, 0) for p in list(getattr(self.pool, "_processes", {}).values())):
+            raise _worker_died(run)
+
+    def stop(self, cancel: bool) -> None:
+        if cancel:
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
 def _worker_died(run: RunConfig) -> WhywarmupError:
@@ -83,44 +172,37 @@ def _worker_died(run: RunConfig) -> WhywarmupError:
     )
 
 
-def _parallel(tracker, parent, runs, data_path, work_dir, log_every, workers, bar) -> list[dict]:
-    """At most `workers` grid points in flight, each in a worker process; this process is the only MLflow writer
-    (no SQLite lock contention). A run's MLflow child is created when it is handed to a worker, so an interrupt
-    marks exactly the runs in flight KILLED."""
-    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started its thread pools
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+def _dispatch(tracker, parent, runs, backend, work_dir, log_every, bar, record) -> list[dict]:
+    """At most `backend.capacity` grid points in flight; this process is the only MLflow writer (no SQLite lock
+    contention, whatever the number of workers). A run's MLflow child is created when it is handed out, so an
+    interrupt marks exactly the runs in flight KILLED (FAILED on an error)."""
     pending = list(enumerate(runs))
-    in_flight: dict[Future, tuple[int, RunConfig, str]] = {}
+    in_flight: dict[Any, tuple[int, RunConfig, str]] = {}
     rows: dict[int, dict] = {}
     try:
         while pending or in_flight:
-            while pending and len(in_flight) < workers:
+            while pending and len(in_flight) < backend.capacity:
                 index, run = pending.pop(0)
                 child = _start_child(tracker, parent, run)
-                in_flight[pool.submit(_worker_train, run, str(data_path), str(work_dir))] = (index, run, child)
-            done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-            if not done and _dead_worker(pool):  # a killed worker is not always reported by the pool
-                index, run, child = next(iter(in_flight.values()))
-                raise _worker_died(run)
-            for future in done:
-                index, run, child = in_flight.pop(future)
+                in_flight[backend.submit(run)] = (index, run, child)
+            done = backend.wait(list(in_flight), timeout=1.0)
+            if not done:
+                backend.check_alive(next(iter(in_flight.values()))[1])
+            for handle in done:
+                index, run, child = in_flight.pop(handle)
                 with tracker.closing(child):
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        raise _worker_died(run) from None
+                    result = backend.result(handle, run)
                     _log_result(tracker, child, result, work_dir / f"{run.key}.parquet", log_every)
                 rows[index] = {**summary_row(run, result), "mlflow_run_id": child}
+                record(rows[index])
                 bar.update(1)
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         for _, _, child in in_flight.values():
             tracker.end(child, status)
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        backend.stop(cancel=True)
         raise
-    pool.shutdown()
+    backend.stop(cancel=False)
     return [rows[i] for i in range(len(runs))]
 
 
@@ -128,32 +210,56 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     """Train every grid point of `method`; write runs/<method>/{<run_key>.parquet, summary.csv} atomically.
 
     Grid points run in `executor.workers` processes; each run's result depends only on its own config, so the
-    outputs are the same whatever the number of workers."""
+    outputs are the same whatever the number of workers. After an interruption the next call resumes: grid
+    points that finished are taken from the previous attempt (same MLflow runs), the others are trained."""
     runs = cfg.runs(method)
     tracker = open_tracker(cfg, root)
     data_path = root / prepared_path(cfg.data)
     data = load_prepared(data_path)
     final_dir = root / "runs" / method
     work_dir = root / ".whywarmup" / "partial" / method  # outside DVC's outputs until complete
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
     entry = cfg.methods[method]
-    workers = min(cfg.executor.resolved_workers(), len(runs))
-    parent = tracker.start_parent(method, entry.kind, entry.model_dump(mode="json"))
+    params = entry.model_dump(mode="json")
+    state = ResumeState(root, method, params)
+    parent = state.parent(tracker)
+    done = state.finished(tracker, parent, runs, work_dir) if parent else {}
+    if parent is None:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        parent = tracker.start_parent(method, entry.kind, params)
+        state.start(parent)
+    else:
+        tracker.client.update_run(parent, status="RUNNING")
+        keep = {f"{key}.parquet" for key in done}
+        for leftover in work_dir.glob("*"):  # runs in flight when interrupted, files of an older grid
+            if leftover.name not in keep:
+                leftover.unlink()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    todo = [run for run in runs if run.key not in done]
+    workers = max(1, min(cfg.executor.resolved_workers(), len(todo)))
     # SIGTERM (e.g. from a job scheduler) unwinds like Ctrl-C so that MLflow runs are closed as KILLED.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     log_every = cfg.tracking.log_every
     try:
         with tracker.closing(parent):
             with tqdm(total=len(runs), desc=f"sweep {method}", position=0, disable=not progress, unit="run") as bar:
-                if workers > 1:
-                    rows = _parallel(tracker, parent, runs, data_path, work_dir, log_every, workers, bar)
+                bar.update(len(done))
+                if cfg.executor.kind == "ray" and todo:
+                    from .ray_executor import RayBackend
+
+                    backend = RayBackend(cfg.executor, data, work_dir)
+                    workers = backend.capacity
+                    new = _dispatch(tracker, parent, todo, backend, work_dir, log_every, bar, state.record)
+                elif workers > 1:
+                    backend = ProcessBackend(workers, data_path, work_dir)
+                    new = _dispatch(tracker, parent, todo, backend, work_dir, log_every, bar, state.record)
                 else:
-                    rows = _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar)
-            summary = pd.DataFrame(rows)
+                    new = _sequential(tracker, parent, todo, data, work_dir, log_every, progress, bar, state.record)
+            by_key = {**done, **{row["run_key"]: row for row in new}}
+            summary = pd.DataFrame([by_key[run.key] for run in runs])
             summary.to_csv(work_dir / "summary.csv", index=False)
             counts = {
                 "runs": float(len(summary)),
+                "resumed_runs": float(len(done)),
                 "workers": float(workers),
                 "diverged_runs": float(summary["diverged"].sum()),
                 "failed_runs": float(summary["failed"].sum()),
@@ -166,4 +272,5 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     shutil.rmtree(final_dir, ignore_errors=True)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work_dir, final_dir)
+    state.clear()
     return summary

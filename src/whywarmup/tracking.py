@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,16 @@ def _probe_server(uri: str, timeout: float = 10.0) -> None:
         raise _unusable(uri, f"no answer: {getattr(e, 'reason', e)}") from None
 
 
+def _store_lock(uri: str):
+    """An inter-process lock for a SQLite store's setup (a no-op for servers, which serialize themselves)."""
+    if not uri.startswith("sqlite:///"):
+        return nullcontext()
+    from filelock import FileLock
+
+    db = Path(uri[len("sqlite:///") :])
+    return FileLock(str(db.with_name(db.name + ".lock")), timeout=300)
+
+
 class Tracker:
     """Thin layer over MlflowClient that knows this project's run layout."""
 
@@ -113,15 +123,18 @@ class Tracker:
         if uri.startswith(("http://", "https://")):
             _probe_server(uri)
         try:
-            self.client = MlflowClient(tracking_uri=uri)
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                location = None
-                if uri.startswith("sqlite:///"):  # artifacts beside the database file, whatever the cwd
-                    location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
-                exp_id = self.client.create_experiment(experiment, artifact_location=location)
-            else:
-                exp_id = exp.experiment_id
+            # Several stages or queued experiments may open a new SQLite store at once: MLflow's table creation and
+            # migrations, and the experiment's creation, must not race (a lock file beside the database).
+            with _store_lock(uri):
+                self.client = MlflowClient(tracking_uri=uri)
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    location = None
+                    if uri.startswith("sqlite:///"):  # artifacts beside the database file, whatever the cwd
+                        location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+                    exp_id = self.client.create_experiment(experiment, artifact_location=location)
+                else:
+                    exp_id = exp.experiment_id
         except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
             first_line = str(e).splitlines()[0] if str(e) else ""
             raise _unusable(uri, f"{type(e).__name__}: {first_line}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -155,6 +156,39 @@ def _batches(data: PreparedData, run: RunConfig):
             yield data.x_train[idx], data.y_train[idx]
 
 
+SYNC_EVERY = 32  # steps between reads of the loss from the device when nothing else reads it
+
+
+def _read_back(pending: list[tuple[dict[str, float], torch.Tensor, torch.Tensor]]) -> list[dict[str, float]]:
+    """Fill the pending rows' loss and accuracy with one device-to-host copy each (the values .item() gives);
+    returns those rows in step order."""
+    if not pending:
+        return []
+    losses = torch.stack([loss for _, loss, _ in pending]).tolist()
+    accs = torch.stack([acc for _, _, acc in pending]).tolist()
+    filled = []
+    for (row, _, _), loss, acc in zip(pending, losses, accs):
+        row["loss"], row["accuracy"] = loss, acc
+        filled.append(row)
+    pending.clear()
+    return filled
+
+
+def _diverged(row: dict[str, float], initial_loss: float, run: RunConfig) -> bool:
+    loss = row["loss"]
+    return not math.isfinite(loss) or loss > run.training.divergence_factor * initial_loss
+
+
+def set_determinism(on: bool) -> None:
+    """training.deterministic: deterministic kernels only (an op without one raises, naming itself) and no cuDNN
+    autotuning; cuBLAS reads CUBLAS_WORKSPACE_CONFIG when CUDA starts, so it is set before the first CUDA call."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(on)  # off: torch's default, as is cudnn.deterministic
+    torch.backends.cudnn.deterministic = on
+
+
 def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, position: int = 0) -> RunResult:
     """Train one grid point and return its trajectory and summary. NaN/Inf loss ends the run as diverged."""
     t_start = time.perf_counter()
@@ -162,6 +196,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     dtype = torch.float64 if run.training.dtype == "float64" else torch.float32
     if run.training.threads and device.type == "cpu":
         torch.set_num_threads(run.training.threads)
+    set_determinism(run.training.deterministic)
     data = data.to(device, dtype)
     torch.manual_seed(run.method.seed)
     model = build_model(run.model, data.input_shape, data.num_classes).to(device, dtype)
@@ -203,35 +238,45 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         mininterval=1.0,
         unit="step",
     )
+    # Loss and accuracy stay on the device until a read-back: every SYNC_EVERY steps, or where the step reads
+    # the host anyway (a measurement, an evaluation, a re-estimate, the end), so a GPU is not stalled every step.
+    # A divergence is found at the read-back; the steps run past it are discarded, the trajectory is unchanged.
+    pending: list[tuple[dict[str, float], torch.Tensor, torch.Tensor]] = []
     for s in range(steps + 1):
         step_batch = next(batches)  # the batch of update s + 1 (also the measurement batch for `minibatch`)
         x, y = step_batch if s < steps else (data.x_train, data.y_train)
         model.train()
         for p in params:
             p.grad = None
+        row: dict[str, float] = {"step": s}
         if s < steps:
             out = model(x)
             loss = loss_fn(out, y)
-            loss_value, acc_value = loss.item(), accuracy(out, y).item()
+            pending.append((row, loss.detach(), accuracy(out, y).detach()))
         else:
-            loss_value, acc_value = evaluate(model, loss_fn, x, y, chunk)
-        if s == 0:
-            initial_loss = loss_value
-        if not math.isfinite(loss_value) or loss_value > run.training.divergence_factor * initial_loss:
-            status, diverged_step = "diverged", s
-            rows.append({"step": s, "loss": loss_value})
-            break
-        row: dict[str, float] = {"step": s, "loss": loss_value, "accuracy": acc_value}
-        if s < steps:
-            loss.backward()
+            row["loss"], row["accuracy"] = evaluate(model, loss_fn, x, y, chunk)
         wants_estimate = feedback is not None and s < steps and feedback.wants_estimate(s)
-        relevant = math.nan
-        if (
+        measure_now = (
             s <= run.sharpness.dense_until
             or (every and s % every == 0)
             or s == steps
             or (wants_estimate and run.method.source == "sharpness")
-        ):
+        )
+        eval_now = s % run.training.eval_every == 0 or s == steps
+        if s == 0 or s == steps or measure_now or eval_now or wants_estimate or len(pending) >= SYNC_EVERY:
+            checked = _read_back(pending) if s < steps else [*_read_back(pending), row]
+            if s == 0:
+                initial_loss = row["loss"]
+            bad = next((r for r in checked if _diverged(r, initial_loss, run)), None)
+            if bad is not None:
+                status, diverged_step = "diverged", int(bad["step"])
+                del rows[next((i for i, r in enumerate(rows) if r is bad), len(rows)) :]
+                rows.append({"step": bad["step"], "loss": bad["loss"]})
+                break
+        if s < steps:
+            loss.backward()
+        relevant = math.nan
+        if measure_now:
             value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure(step_batch)
             row.update(sharpness=value, sharpness_matvecs=hvps)
             relevant = value
@@ -250,7 +295,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         row.update(lr=lr, stability_threshold=constant / lr if lr > 0 else math.nan)
         if s < steps and math.isfinite(relevant):
             row["lr_times_sharpness"] = lr * relevant
-        if s % run.training.eval_every == 0 or s == steps:
+        if eval_now:
             row["test_loss"], row["test_accuracy"] = evaluate(model, loss_fn, data.x_test, data.y_test, chunk)
         rows.append(row)
         if s < steps:
