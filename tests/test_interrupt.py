@@ -235,3 +235,20 @@ def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
 
 def _role(run) -> str:
     return run.data.tags.get("whywarmup.role", "")
+
+
+def test_resume_state_is_used_only_by_the_same_method_config_and_code(tmp_path, monkeypatch):
+    import whywarmup.sweep as sweep
+    from whywarmup.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "whywarmup", tmp_path)
+    params = {"kind": "linear", "eta_trgt": 8.0}
+    parent = tracker.start_parent("m", "linear", params)
+    sweep.ResumeState(tmp_path, "m", params).start(parent)
+    assert sweep.ResumeState(tmp_path, "m", params).parent(tracker) == parent
+    assert sweep.ResumeState(tmp_path, "m", {**params, "eta_trgt": 16.0}).parent(tracker) is None
+    monkeypatch.setattr(sweep, "code_version", lambda: "edited since the interruption")
+    assert sweep.ResumeState(tmp_path, "m", params).parent(tracker) is None
+    monkeypatch.undo()
+    tracker.client.delete_run(parent)  # deleted in the MLflow UI meanwhile
+    assert sweep.ResumeState(tmp_path, "m", params).parent(tracker) is None

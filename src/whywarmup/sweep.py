@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from .config import Config, RunConfig
@@ -70,7 +71,7 @@ class ResumeState:
 
     def __init__(self, root: Path, method: str, params: dict):
         self.dir = root / ".whywarmup" / "resume" / method
-        self.fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        self.fingerprint = hashlib.sha256(json.dumps([params, code_version()], sort_keys=True).encode()).hexdigest()
 
     def parent(self, tracker: Tracker) -> str | None:
         """The previous attempt's parent run, if it is still in this experiment and for the same config."""
@@ -111,6 +112,15 @@ class ResumeState:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def code_version() -> str:
+    """Hash of this package's source and torch's version: a finished grid point is taken over only by the same
+    code that trained it (a fix between an interruption and the rerun retrains everything)."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _plain(value):
