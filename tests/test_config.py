@@ -113,3 +113,48 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     f.write_text("methods: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(f)
+
+
+def test_misspelled_keys_and_tags_get_a_did_you_mean():
+    problems = _errors(
+        {
+            "trainig": {"steps": 10},
+            "model": {"widht": 64},
+            "sharpness": {"evrey": 5},
+            "methods": {"m": {"kind": "linera"}, "a": {"kind": "none", "optimizer": {"name": "adma"}}},
+        }
+    )
+    assert problems["trainig"].endswith("did you mean 'training'?")
+    assert problems["model.widht"].endswith("did you mean 'width'?")  # no `kind`: the default FCN's keys
+    assert problems["sharpness.evrey"].endswith("did you mean 'every'?")
+    assert problems["methods.m"].endswith("did you mean 'linear'?")
+    assert problems["methods.a.optimizer"].endswith("did you mean 'adam'?")
+    far = _errors({"zzzzqq": 1, "methods": {"m": {"kind": "none"}}})
+    assert "did you mean" not in far["zzzzqq"]
+
+
+def test_model_without_kind_is_the_default_fcn():
+    cfg = parse_config({"model": {"width": 64, "depth": 3}, "methods": {"m": {"kind": "none"}}})
+    assert cfg.model.kind == "fcn" and cfg.model.width == 64 and cfg.model.depth == 3
+
+
+def test_measurement_set_and_batch_no_larger_than_the_training_set():
+    from whywarmup.config import training_set_size
+    from whywarmup.data import build_dataset
+    from whywarmup.sections import DataConfig
+
+    for data in ({}, {"num_examples": 300}, {"test_fraction": 0.5}):
+        assert training_set_size(data) == len(build_dataset(DataConfig(**data)).x_train)
+    assert training_set_size({"dataset": "cifar10", "num_examples": 5000}) == 5000
+    problems = _errors(
+        {
+            "data": {"num_examples": 300},
+            "sharpness": {"subset_size": 512},
+            "training": {"batch_size": 400},
+            "methods": {"m": {"kind": "none"}},
+        }
+    )
+    assert "larger than the training set (300)" in problems["sharpness.subset_size"]
+    assert "larger than the training set (300)" in problems["training.batch_size"]
+    ok = {"data": {"num_examples": 300}, "sharpness": {"measure_on": "train"}, "methods": {"m": {"kind": "none"}}}
+    parse_config(ok)  # the whole training set is fine

@@ -128,3 +128,14 @@ def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_report_configuration_redacts_the_tracking_password():
+    from whywarmup.config import parse_config
+    from whywarmup.report import report_config_yaml
+
+    cfg = parse_config(
+        {"tracking": {"uri": "http://alice:s3cret@mlflow.internal:5000"}, "methods": {"m": {"kind": "none"}}}
+    )
+    text = report_config_yaml(cfg)
+    assert "s3cret" not in text and "http://alice:***@mlflow.internal:5000" in text

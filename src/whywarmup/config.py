@@ -7,9 +7,11 @@ dotted path, before anything is trained or logged.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,20 @@ class RunConfig(Strict):
         return self
 
 
+TRAIN_SET_SIZES = {"digits": 1797, "cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "fashion_mnist": 60_000}
+
+
+def training_set_size(data: dict[str, Any]) -> int | None:
+    """Training examples `data` yields (data.build_dataset's split and subset), None when the values are invalid."""
+    n = TRAIN_SET_SIZES.get(data.get("dataset", "digits"))
+    fraction, subset = data.get("test_fraction", 0.2), data.get("num_examples")
+    if n is None or not isinstance(fraction, (int, float)) or not (isinstance(subset, int) or subset is None):
+        return None
+    if data.get("dataset", "digits") == "digits":  # no official test split: test_fraction is held out
+        n -= int(round(fraction * n))
+    return min(n, subset) if subset else n
+
+
 def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
     """Checks that involve several sections of a resolved run; tolerant of invalid values elsewhere."""
     problems = []
@@ -69,6 +85,24 @@ def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
     if method.get("kind") == "catapult_init" and critical.get("enabled") is False:
         problems.append(
             ("sharpness.critical_lr.enabled", "method kind catapult_init starts at the critical lr; enable the search")
+        )
+    n_train = training_set_size(run.get("data") or {})
+    subset, batch = sharpness.get("subset_size", 1024), training.get("batch_size")
+    if n_train and sharpness.get("measure_on", "subset") == "subset" and isinstance(subset, int) and subset > n_train:
+        problems.append(
+            (
+                "sharpness.subset_size",
+                f"the measurement subset ({subset} examples) is larger than the training set ({n_train}); lower "
+                "sharpness.subset_size or set sharpness.measure_on: train",
+            )
+        )
+    if n_train and isinstance(batch, int) and batch > n_train:
+        problems.append(
+            (
+                "training.batch_size",
+                f"the batch ({batch} examples) is larger than the training set ({n_train}); lower it, or null for "
+                "full-batch GD",
+            )
         )
     if sharpness.get("measure_on") == "minibatches_mean" and training.get("batch_size") is None:
         problems.append(
@@ -155,13 +189,31 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
+def _known_keys() -> set[str]:
+    """Every setting name of params.yaml: the fields of all sections and methods."""
+    keys, stack = set(), [Strict]
+    while stack:
+        cls = stack.pop()
+        stack += cls.__subclasses__()
+        keys |= set(cls.model_fields)
+    return keys
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close and close[0] != word else ""
+
+
 def _problems(err: ValidationError, data: Any, prefix: str = "") -> list[tuple[str, str]]:
     out = []
     for e in err.errors():
         path = _format_loc(tuple(e["loc"]), data) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not a setting of this section)"
+            msg = "unknown key (not a setting of this section)" + _did_you_mean(str(e["loc"][-1]), _known_keys())
+        elif e["type"] == "union_tag_invalid":
+            expected = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected_tags", "")))
+            msg += _did_you_mean(str(e.get("ctx", {}).get("tag", "")), expected)
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {e['input']!r})"
         out.append((prefix + path, msg))

@@ -23,7 +23,7 @@ import yaml  # noqa: E402
 from .analysis import read_trajectory  # noqa: E402
 from .config import Config  # noqa: E402
 from .files import atomic_write_text  # noqa: E402
-from .tracking import TAG_ROLE  # noqa: E402
+from .tracking import TAG_ROLE, redact  # noqa: E402
 
 
 @dataclass
@@ -317,6 +317,13 @@ def _html_table(rows: list[list[str]]) -> str:
 LARGE_CATAPULT = 2.0  # the loss at least doubles: a catapult proper, not an edge-of-stability oscillation
 
 
+def report_config_yaml(cfg: Config) -> str:
+    """The exact configuration for the report, with any password in the tracking URI redacted."""
+    config = cfg.model_dump(mode="json")
+    config["tracking"]["uri"] = redact(config["tracking"]["uri"])
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per method: runs, runs with a catapult, catapults, and for the large ones (loss peak >= 2x its running
     minimum; the small ones are mostly the loss oscillating at the edge of stability) their count and median
@@ -397,7 +404,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "so the large ones (the loss at least doubles) are counted apart. Sharpness after / before compares the last "
         "measurement before the spike with the first one after it. Every event is in analysis/catapults.csv."
     )
-    config_yaml = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    config_yaml = report_config_yaml(cfg)
     commands = "dvc repro\nmlflow ui   # then open http://127.0.0.1:5000"
 
     md = [

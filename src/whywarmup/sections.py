@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
@@ -66,7 +66,14 @@ class WRNConfig(Strict):
         return depth
 
 
-ModelConfig = Annotated[FCNConfig | CNNConfig | WRNConfig, Field(discriminator="kind")]
+def _fcn_when_no_kind(value: object) -> object:
+    """`model:` without `kind` is the default FCN (so `model: {width: 512}` works and a typo in it is named)."""
+    return {"kind": "fcn", **value} if isinstance(value, dict) and "kind" not in value else value
+
+
+ModelConfig = Annotated[
+    FCNConfig | CNNConfig | WRNConfig, Field(discriminator="kind"), BeforeValidator(_fcn_when_no_kind)
+]
 
 
 class TrainingConfig(Strict):
