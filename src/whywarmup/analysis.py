@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import ACCURACY_POINT, ClaimResult, check_claims
+from .claims import ACCURACY_POINT, ClaimResult, catapult_init_vs_linear, check_claims
 from .config import Config
 from .errors import WhywarmupError
 from .files import atomic_write_text
@@ -195,19 +195,6 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
     columns = ["method", "run_key", "mlflow_run_id", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
     columns += ["loss_peak_over_min", "sharpness_before", "sharpness_after", "sharpness_after_over_before"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
-    """catapult_init against linear at each (eta_trgt, T_wrm, seed) they share (same optimizer and
-    parametrization): warmup steps each used, steps saved, and final test accuracy of both."""
-    cat = runs[runs["kind"] == "catapult_init"]
-    lin = runs[runs["kind"] == "linear"]
-    keys = ["optimizer", "parametrization", "eta_trgt_setting", "T_wrm", "seed"]
-    cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed", "critical_lr_times_lambda_0"]
-    pairs = cat[cols].merge(lin[cols[:-1]], on=keys, suffixes=("_catapult_init", "_linear"))
-    pairs["steps_saved"] = pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]
-    pairs["accuracy_difference"] = pairs["final_test_accuracy_catapult_init"] - pairs["final_test_accuracy_linear"]
-    return pairs.sort_values(keys).reset_index(drop=True)
 
 
 def read_trajectory(root: Path, method: str, run_key: str) -> pd.DataFrame:

@@ -101,27 +101,21 @@ def check_c2(runs: pd.DataFrame) -> ClaimResult:
     warm = _ok(runs[(runs["kind"] == "linear") & (runs["optimizer"] == "sgd") & (runs["T_wrm"] > 1)])
     low, high = FOLLOW_BAND
     follows = warm["lr_times_sharpness_after_reaching_over_c"].between(low, high)
-    regimes = {}
+    regimes, medians = {}, {}
     for p in ("sp", "mup"):
         mine = warm[warm["parametrization"] == p]
+        sharpening = mine["sharpness_regime"] == "sharpening"
         regimes[p] = {
             "runs": len(mine),
-            "sharpening": int((mine["sharpness_regime"] == "sharpening").sum()),
+            "sharpening": int(sharpening.sum()),
             "reduction": int((mine["sharpness_regime"] == "reduction").sum()),
-            "sharpening_and_following_threshold": int(
-                ((mine["sharpness_regime"] == "sharpening") & follows[mine.index]).sum()
-            ),
+            "sharpening_and_following_threshold": int((sharpening & follows[mine.index]).sum()),
         }
+        medians[f"{p}_median_max_sharpness_during_warmup_over_lambda_0"] = _median(
+            mine["max_sharpness_during_warmup_over_lambda_0"]
+        )
     sp, mup = regimes["sp"], regimes["mup"]
-    res.numbers = {
-        **{f"{p}_{k}": v for p, r in regimes.items() for k, v in r.items()},
-        "sp_median_max_sharpness_during_warmup_over_lambda_0": _median(
-            warm[warm["parametrization"] == "sp"]["max_sharpness_during_warmup_over_lambda_0"]
-        ),
-        "mup_median_max_sharpness_during_warmup_over_lambda_0": _median(
-            warm[warm["parametrization"] == "mup"]["max_sharpness_during_warmup_over_lambda_0"]
-        ),
-    }
+    res.numbers = {**{f"{p}_{k}": v for p, r in regimes.items() for k, v in r.items()}, **medians}
     if not sp["runs"] or not mup["runs"]:
         res.to_decide = (
             "Needs trained linear-warmup SGD runs in both parametrizations: add a method `linear_mup` (kind: linear, "
@@ -200,23 +194,33 @@ def check_c4(runs: pd.DataFrame) -> ClaimResult:
     return res
 
 
+def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
+    """catapult_init against linear at each (eta_trgt, T_wrm, seed) they share (same optimizer and
+    parametrization): warmup steps each used, steps saved, and final test accuracy of both."""
+    cat = runs[runs["kind"] == "catapult_init"]
+    lin = runs[runs["kind"] == "linear"]
+    keys = ["optimizer", "parametrization", "eta_trgt_setting", "T_wrm", "seed"]
+    cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed"]
+    extra = [c for c in ["critical_lr_times_lambda_0"] if c in runs]  # catapult_init's eta_c, when searched
+    pairs = cat[cols + extra].merge(lin[cols], on=keys, suffixes=("_catapult_init", "_linear"))
+    pairs["steps_saved"] = pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]
+    pairs["accuracy_difference"] = pairs["final_test_accuracy_catapult_init"] - pairs["final_test_accuracy_linear"]
+    return pairs.sort_values(keys).reset_index(drop=True)
+
+
 def check_c5(runs: pd.DataFrame) -> ClaimResult:
     statement = "catapult_init reaches eta_trgt in fewer steps than linear with the same T_wrm, at comparable accuracy."
     res = ClaimResult("C5", statement, INCONCLUSIVE, figure="phase_diagrams.png")
-    cat = runs[runs["kind"] == "catapult_init"]
-    lin = runs[(runs["kind"] == "linear") & runs["optimizer"].isin(cat["optimizer"].unique())]
-    keys = ["eta_trgt_setting", "T_wrm", "seed", "optimizer", "parametrization"]
-    pairs = cat.merge(lin, on=keys, suffixes=("_cat", "_lin"))
-    pairs = pairs[(pairs["failed_cat"] == 0) & (pairs["failed_lin"] == 0)]
-    fewer = int((pairs["warmup_steps_used_cat"] < pairs["warmup_steps_used_lin"]).sum())
-    acc = pairs["final_test_accuracy_cat"] - pairs["final_test_accuracy_lin"]
-    comparable = int((acc >= -ACCURACY_POINT).sum())
+    pairs = catapult_init_vs_linear(runs)
+    pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
+    fewer = int((pairs["steps_saved"] > 0).sum())
+    comparable = int((pairs["accuracy_difference"] >= -ACCURACY_POINT).sum())
     res.numbers = {
         "pairs": len(pairs),
         "pairs_with_fewer_steps": fewer,
-        "median_steps_saved": _median(pairs["warmup_steps_used_lin"] - pairs["warmup_steps_used_cat"]),
+        "median_steps_saved": _median(pairs["steps_saved"]),
         "pairs_accuracy_within_1_point_or_better": comparable,
-        "median_accuracy_difference": _median(acc),
+        "median_accuracy_difference": _median(pairs["accuracy_difference"]),
     }
     if not len(pairs):
         res.to_decide = (
