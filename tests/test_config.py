@@ -59,7 +59,7 @@ def test_grid_values_and_cross_field_checks_are_validated():
 
 def test_unknown_method_kind_and_empty_grid():
     problems = _errors({"methods": {"a": {"kind": "cosmic"}, "b": {"kind": "none", "grid": {"seed": []}}}})
-    assert "methods.a" in problems and "cosmic" in problems["methods.a"]
+    assert "methods.a.kind" in problems and "cosmic" in problems["methods.a.kind"]
     assert "methods.b.grid.seed" in problems
 
 
@@ -127,8 +127,8 @@ def test_misspelled_keys_and_tags_get_a_did_you_mean():
     assert problems["trainig"].endswith("did you mean 'training'?")
     assert problems["model.widht"].endswith("did you mean 'width'?")  # no `kind`: the default FCN's keys
     assert problems["sharpness.evrey"].endswith("did you mean 'every'?")
-    assert problems["methods.m"].endswith("did you mean 'linear'?")
-    assert problems["methods.a.optimizer"].endswith("did you mean 'adam'?")
+    assert problems["methods.m.kind"].endswith("did you mean 'linear'?")
+    assert problems["methods.a.optimizer.name"].endswith("did you mean 'adam'?")
     far = _errors({"zzzzqq": 1, "methods": {"m": {"kind": "none"}}})
     assert "did you mean" not in far["zzzzqq"]
 
@@ -158,3 +158,58 @@ def test_measurement_set_and_batch_no_larger_than_the_training_set():
     assert "larger than the training set (300)" in problems["training.batch_size"]
     ok = {"data": {"num_examples": 300}, "sharpness": {"measure_on": "train"}, "methods": {"m": {"kind": "none"}}}
     parse_config(ok)  # the whole training set is fine
+
+
+def test_cross_field_checks_between_sections():
+    problems = _errors(
+        {
+            "data": {"dataset": "mnist"},
+            "model": {"kind": "cnn", "depth": 5},
+            "report": {"trajectory_method": "linaer"},
+            "methods": {
+                "linear": {"kind": "linear", "optimizer": {"name": "sgd", "nesterov": True}},
+                "g": {"kind": "gi_adam", "optimizer": {"name": "adam"}},
+            },
+        }
+    )
+    assert "28x28" in problems["model.depth"] and "at most 4" in problems["model.depth"]
+    assert problems["report.trajectory_method"].endswith("did you mean 'linear'?")
+    assert "momentum > 0" in problems["methods.linear.optimizer"]
+    assert "gi_adam needs optimizer.name: gi_adam" in problems["methods.g"]
+
+
+def test_absurd_grids_and_values_are_rejected():
+    problems = _errors(
+        {
+            "training": {"steps": 10**30, "eval_every": 10**12},
+            "sharpness": {"chunk_size": 10**30},
+            "methods": {
+                "a": {
+                    "kind": "none",
+                    "grid": {"eta_trgt": [float(i + 1) for i in range(101)], "seed": list(range(100))},
+                },
+                "b": {"kind": "none", "grid": {"eta_trgt": [2, 2.0, 1e30]}},
+            },
+        }
+    )
+    assert {"training.steps", "training.eval_every", "sharpness.chunk_size"} <= set(problems)
+    assert "10100 grid points (101 eta_trgt x 100 seed), more than 10000" in problems["methods.a.grid"]
+    assert "listed twice" in problems["methods.b.grid.eta_trgt"]
+    assert "less than or equal to 1000000" in problems["methods.b.grid.eta_trgt = 1e+30"]
+
+
+def test_every_bad_field_is_named_even_behind_a_section_error():
+    """A bad section value and a bad grid value in one file: both in one message (grids are checked on what is
+    valid, the bad fields at their defaults)."""
+    problems = _errors(
+        {
+            "training": {"steps": "many"},
+            "data": None,
+            "methods": {"lin": {"kind": "linear", "grid": {"eta_trgt": [-1.0]}, "knid": "x"}, "ok": {"kind": "none"}},
+        }
+    )
+    assert problems["data"].startswith("is empty")
+    assert "training.steps" in problems
+    assert problems["methods.lin.knid"] == "unknown key (not a setting of this section); did you mean 'kind'?"
+    problems = _errors({"training": {"steps": "many"}, "methods": {"lin": {"kind": "linear", "grid": {"seed": [-1]}}}})
+    assert set(problems) == {"training.steps", "methods.lin.grid.seed = -1"}

@@ -11,12 +11,14 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
+import types
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .methods import MethodConfig
@@ -60,6 +62,8 @@ class RunConfig(Strict):
 
 
 TRAIN_SET_SIZES = {"digits": 1797, "cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "fashion_mnist": 60_000}
+IMAGE_SIDES = {"digits": 8, "cifar10": 32, "cifar100": 32, "mnist": 28, "fashion_mnist": 28}
+MAX_GRID_POINTS = 10_000  # per method: more is a typo (a grid of 10^6 runs) rather than an experiment
 
 
 def training_set_size(data: dict[str, Any]) -> int | None:
@@ -102,6 +106,15 @@ def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
                 "training.batch_size",
                 f"the batch ({batch} examples) is larger than the training set ({n_train}); lower it, or null for "
                 "full-batch GD",
+            )
+        )
+    model, side = run.get("model") or {}, IMAGE_SIDES.get((run.get("data") or {}).get("dataset", "digits"))
+    if model.get("kind") == "cnn" and isinstance(model.get("depth"), int) and side and 2 ** model["depth"] > side:
+        problems.append(
+            (
+                "model.depth",
+                f"{model['depth']} pooling stages halve the {side}x{side} images of "
+                f"{(run.get('data') or {}).get('dataset', 'digits')} to nothing; use at most {int(math.log2(side))}",
             )
         )
     if sharpness.get("measure_on") == "minibatches_mean" and training.get("batch_size") is None:
@@ -199,44 +212,122 @@ def _known_keys() -> set[str]:
     return keys
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation admits (through Annotated, unions and Optional)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _models_in(arg)]
+    return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
+def _keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
+    """The setting names valid at the mapping `loc` points into (all known keys when it cannot be resolved)."""
+    models: list[type[BaseModel]] = [root]
+    dict_values: Any = None  # the value annotation while inside a dict[str, X] (methods)
+    for part in loc:
+        if dict_values is not None:  # `part` is a user-chosen dict key (a method name)
+            models, dict_values = _models_in(dict_values), None
+            continue
+        tagged = [m for m in models if part in {f.default for t, f in m.model_fields.items() if t in ("kind", "name")}]
+        if tagged and not any(part in m.model_fields for m in models):
+            models = tagged  # the tag pydantic puts in the location of a discriminated union
+            continue
+        field = next((m.model_fields[part] for m in models if part in m.model_fields), None)
+        if field is None:
+            return _known_keys()
+        if get_origin(field.annotation) is dict:
+            dict_values = get_args(field.annotation)[1]
+            models = []
+        else:
+            models = _models_in(field.annotation)
+        if not models and dict_values is None:
+            return _known_keys()
+    keys = {k for m in models for k in m.model_fields}
+    return keys or _known_keys()
+
+
+def _did_you_mean(word: str, choices, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close and close[0] != word else ""
 
 
-def _problems(err: ValidationError, data: Any, prefix: str = "") -> list[tuple[str, str]]:
+_LEADING_PATH = re.compile(r"^([A-Za-z_][\w.\[\]-]*): (.*)$", re.DOTALL)
+
+
+def _problems(err: ValidationError, data: Any, prefix: str = "", root: type[BaseModel] | None = None) -> list:
     out = []
     for e in err.errors():
         path = _format_loc(tuple(e["loc"]), data) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not a setting of this section)" + _did_you_mean(str(e["loc"][-1]), _known_keys())
+            keys = _keys_at(root or Config, tuple(e["loc"][:-1]))
+            msg = "unknown key (not a setting of this section)" + _did_you_mean(str(e["loc"][-1]), keys)
         elif e["type"] == "union_tag_invalid":
             expected = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected_tags", "")))
             msg += _did_you_mean(str(e.get("ctx", {}).get("tag", "")), expected)
+            path += "." + str(e.get("ctx", {}).get("discriminator", "")).strip("'")  # model.kind, not model
+        elif e["type"] == "union_tag_not_found" and isinstance(e.get("input"), dict):
+            tag = str(e.get("ctx", {}).get("discriminator", "")).strip("'")
+            typo = next((str(k) for k in e["input"] if _did_you_mean(str(k), [tag])), None)
+            if typo is not None:  # `knid: linear`: name the misspelled key, not just its mapping
+                path, msg = f"{path}.{typo}", f"unknown key; did you mean '{tag}'?"
+            else:
+                msg = f"no '{tag}' key: every entry here says which one it is (`whywarmup schema` lists them)"
+        elif e["input"] is None and e["type"] in ("model_type", "dict_type", "model_attributes_type"):
+            msg = "is empty (a heading with nothing under it): fill it in, or delete the line to use the defaults"
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {e['input']!r})"
+        if path == "(top level)" and (m := _LEADING_PATH.match(msg)):  # a model validator naming its field
+            path, msg = m.groups()
         out.append((prefix + path, msg))
     return out
 
 
-def _grid_problems(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, str]]:
+def _grid_problems(cfg: Config, cross_field: bool = True) -> list[tuple[str, str]]:
     """Validate every grid point; map each error back to the grid key or override that caused it."""
     problems: list[tuple[str, str]] = []
     for name, method in cfg.methods.items():
+        size = math.prod(len(values) for values in method.grid.values())
+        if size > MAX_GRID_POINTS:
+            shape = " x ".join(f"{len(v)} {k}" for k, v in method.grid.items())
+            problems.append(
+                (f"methods.{name}.grid", f"{size} grid points ({shape}), more than {MAX_GRID_POINTS}; split it")
+            )
+            continue
+        for key, values in method.grid.items():
+            repeated = [v for i, v in enumerate(values) if any(v == u for u in values[:i])]
+            if repeated:
+                problems.append((f"methods.{name}.grid.{key}", f"{repeated[0]!r} is listed twice (same runs twice)"))
+        seen: dict[str, dict[str, Any]] = {}
         for point in grid_points(method.grid):
             run = _run_dict(cfg, name, point)
-            found = cross_field_problems(run)
+            found = cross_field_problems(run) if cross_field else []
             try:
-                RunConfig.model_validate(run)
+                key = RunConfig.model_validate(run).key
             except ValidationError as err:
-                found += [p for p in _problems(err, run) if p[0] != "(top level)"]
+                found += [p for p in _problems(err, run, root=RunConfig) if p[0] != "(top level)"]
+            else:
+                if key in seen and not any(p[0].startswith(f"methods.{name}.grid") for p in problems):
+                    found.append(("grid", f"grid points {seen[key]} and {point} are the same run; remove one"))
+                seen[key] = point
             problems += [(_culprit(name, path, point, method.overrides), msg) for path, msg in found]
     return list(dict.fromkeys(problems))
 
 
+def _report_problems(cfg: Config) -> list[tuple[str, str]]:
+    name = cfg.report.trajectory_method
+    if name is None or name in cfg.methods:
+        return []
+    msg = f"{name!r} is not a method of this file (have {sorted(cfg.methods)})" + _did_you_mean(name, cfg.methods)
+    return [("report.trajectory_method", msg)]
+
+
 def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, Any]) -> str:
     """The params.yaml path responsible for an error at `path` of method `name`'s resolved run dict."""
+    if path == "grid":
+        return f"methods.{name}.grid"
     rel = path.removeprefix("method.")
     for source, keys in (("grid", point), ("overrides", overrides)):
         for key in keys:
@@ -246,14 +337,47 @@ def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, A
     return f"methods.{name}.{rel}" if path.startswith("method.") else path  # a shared section's own setting
 
 
+def _drop(raw: Any, loc: tuple[Any, ...]) -> bool:
+    """Delete the node at a pydantic error location from `raw` (a union tag at the end: the tagged mapping itself);
+    False when the location is not in `raw`."""
+    parent, key, node = None, None, raw
+    for part in loc:
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if isinstance(node, dict) and part in node or in_list:
+            parent, key, node = node, part, node[part]
+        elif not (isinstance(node, dict) and part in (node.get("kind"), node.get("name"), "fcn", "sgd")):
+            return False
+    if parent is None:
+        return False
+    del parent[key]
+    return True
+
+
+def _further_problems(raw: dict[str, Any], err: ValidationError) -> list[tuple[str, str]]:
+    """Grid-point errors hidden behind section errors: drop the invalid fields (their defaults apply) and check
+    the grids of what remains, so one run of `validate` names every bad field. Cross-field checks are left out
+    here: they would compare against defaults the user did not choose."""
+    trimmed = copy.deepcopy(raw)
+    for _ in range(5):
+        if not all(_drop(trimmed, tuple(e["loc"])) for e in err.errors() if e["loc"]):
+            return []
+        try:
+            cfg = Config.model_validate(trimmed)
+            return _report_problems(cfg) + _grid_problems(cfg, cross_field=False)
+        except ValidationError as again:
+            err = again
+    return []
+
+
 def parse_config(raw: Any, source: str = "params.yaml") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top level)", "the file must be a YAML mapping of sections")])
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(source, _problems(err, raw)) from None
-    problems = _grid_problems(cfg, raw)
+        problems = _problems(err, raw)
+        raise ConfigError(source, list(dict.fromkeys(problems + _further_problems(raw, err)))) from None
+    problems = _report_problems(cfg) + _grid_problems(cfg)
     if problems:
         raise ConfigError(source, problems)
     return cfg

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from .errors import WhywarmupError
 from .optim import build_optimizer
 from .schedules import CatapultInitSchedule, PersistentCatapultSchedule, Schedule, WarmupSchedule
-from .sections import GIAdamConfig, OptimizerConfig, PositiveFloat, Seed, SGDConfig, Strict
+from .sections import GIAdamConfig, LearningRate, OptimizerConfig, Seed, SGDConfig, StepCount, Strict
 
 
 class MethodBase(Strict):
@@ -23,7 +23,7 @@ class MethodBase(Strict):
 
     kind: str
     optimizer: OptimizerConfig = Field(default_factory=SGDConfig)
-    eta_trgt: PositiveFloat = Field(1.0, description="Target learning rate, or c in eta_trgt = c / lambda_0.")
+    eta_trgt: LearningRate = Field(1.0, description="Target learning rate, or c in eta_trgt = c / lambda_0.")
     eta_relative_to: Literal["absolute", "lambda_0"] = "absolute"
     decay: Literal["constant", "cosine"] = Field(
         "constant", description="After warmup: constant or cosine to eta_trgt/10."
@@ -64,8 +64,10 @@ class LinearWarmup(MethodBase):
     """eta_t = eta_trgt (t / T_wrm)^k for t <= T_wrm (PAPER.md section 2 with eta_init = 0)."""
 
     kind: Literal["linear"]
-    warmup_steps: Annotated[int, Field(ge=1)] = Field(64, description="T_wrm (1 = no warmup).")
-    exponent: PositiveFloat = Field(1.0, description="k in (t / T_wrm)^k; 1 = linear.")
+    warmup_steps: StepCount = Field(64, description="T_wrm (1 = no warmup).")
+    exponent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = Field(
+        1.0, description="k in (t / T_wrm)^k; 1 = linear."
+    )
 
     @property
     def warmup_length(self) -> int:
@@ -80,7 +82,7 @@ class GIAdamMethod(LinearWarmup):
 
     kind: Literal["gi_adam"]
     optimizer: OptimizerConfig = Field(default_factory=GIAdamConfig)
-    warmup_steps: Annotated[int, Field(ge=1)] = Field(1, description="T_wrm of an optional linear warmup.")
+    warmup_steps: StepCount = Field(1, description="T_wrm of an optional linear warmup.")
 
     @model_validator(mode="after")
     def _needs_gi_adam(self) -> GIAdamMethod:
@@ -93,7 +95,7 @@ class CatapultInit(MethodBase):
     """Start at the critical learning rate found by the catapult search, with the linear warmup's slope."""
 
     kind: Literal["catapult_init"]
-    warmup_steps: Annotated[int, Field(ge=1)] = Field(64, description="T_wrm of the linear warmup it shortens.")
+    warmup_steps: StepCount = Field(64, description="T_wrm of the linear warmup it shortens.")
 
     @property
     def warmup_length(self) -> int:
@@ -117,7 +119,7 @@ class PersistentCatapult(MethodBase):
     gamma: Annotated[float, Field(gt=1, le=100, allow_inf_nan=False)] = Field(
         1.5, description="Factor above the local critical learning rate (> 1: every increase induces a catapult)."
     )
-    every: Annotated[int, Field(ge=1)] = Field(10, description="Re-estimate eta_c every this many steps.")
+    every: StepCount = Field(10, description="Re-estimate eta_c every this many steps.")
     source: Literal["sharpness", "search"] = Field(
         "sharpness",
         description="sharpness: eta_c = threshold constant / current (preconditioned) sharpness; search: the "

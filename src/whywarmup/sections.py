@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Learning rates (absolute, or c in c / lambda_0): above 1e6 is a typo, not an experiment.
+LearningRate = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+WeightDecay = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+AdamEps = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 UnitInterval = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]
+# Counts: at least 1, and bounded so that a huge number (1e30) is an error here, not an overflow mid-sweep.
+Count = Annotated[int, Field(ge=1, le=10**9)]
+StepCount = Annotated[int, Field(ge=1, le=10_000_000)]
+StepsOrZero = Annotated[int, Field(ge=0, le=10_000_000)]
 
 
 class Strict(BaseModel):
@@ -24,11 +31,11 @@ DatasetName = Literal["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
 
 class DataConfig(Strict):
     dataset: DatasetName = "digits"
-    root: str = Field("data/raw", description="Folder where torchvision datasets are downloaded / looked for.")
-    prepared_dir: str = Field("data/prepared", description="Folder of the prepared tensors.")
+    root: str = Field("data/raw", min_length=1, description="Folder of the torchvision datasets (read, or downloaded).")
+    prepared_dir: str = Field("data/prepared", min_length=1, description="Folder of the prepared tensors.")
     download: bool = Field(True, description="Download torchvision datasets that are not in `root`.")
-    num_examples: PositiveInt | None = Field(None, description="Random training subset size (None: all).")
-    num_test_examples: PositiveInt | None = Field(None, description="Random test subset size (None: all).")
+    num_examples: Count | None = Field(None, description="Random training subset size (None: all).")
+    num_test_examples: Count | None = Field(None, description="Random test subset size (None: all).")
     test_fraction: Fraction = Field(0.2, description="Held-out fraction for datasets without a test split.")
     split_seed: Seed = 0
 
@@ -78,11 +85,11 @@ ModelConfig = Annotated[
 
 class TrainingConfig(Strict):
     loss: Literal["mse", "cross_entropy"] = "mse"
-    steps: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
-    batch_size: PositiveInt | None = Field(None, description="Minibatch size; None = full-batch GD.")
+    steps: StepCount = 1000
+    batch_size: Count | None = Field(None, description="Minibatch size; None = full-batch GD.")
     data_seed: Seed = Field(0, description="Seed of the minibatch order (separate from the init seed).")
-    eval_every: PositiveInt = Field(100, description="Test-set evaluation every this many steps and at the end.")
-    divergence_factor: Annotated[float, Field(gt=1, allow_inf_nan=False)] = Field(
+    eval_every: StepCount = Field(100, description="Test-set evaluation every this many steps and at the end.")
+    divergence_factor: Annotated[float, Field(gt=1, le=1e12, allow_inf_nan=False)] = Field(
         1e6,
         description="A run diverges when its loss is NaN/Inf or exceeds this factor times the initial loss.",
     )
@@ -106,15 +113,15 @@ class CriticalLRConfig(Strict):
     enabled: bool = True
     eps: Annotated[float, Field(gt=0, lt=1)] = Field(0.01, description="Catapult: one-step loss > L_0 (1 + eps).")
     tol: Annotated[float, Field(gt=0, lt=1)] = Field(0.05, description="Bisection stops at (upper-lower)/upper < tol.")
-    eta_0: PositiveFloat = Field(1e-4, description="First learning rate probed (then doubled).")
+    eta_0: LearningRate = Field(1e-4, description="First learning rate probed (then doubled).")
 
 
 class SharpnessConfig(Strict):
-    every: Annotated[int, Field(ge=0)] = Field(
+    every: StepsOrZero = Field(
         10,
         description="Measure the top Hessian eigenvalue every this many steps (0: only at initialization).",
     )
-    dense_until: Annotated[int, Field(ge=0)] = Field(
+    dense_until: StepsOrZero = Field(
         0, description="Also measure at every step s <= dense_until (the early catapults of warmup)."
     )
     measure_on: Literal["subset", "train", "minibatch", "minibatches_mean"] = Field(
@@ -123,12 +130,12 @@ class SharpnessConfig(Strict):
         "minibatch of the next update (the authors' per-step measurement); minibatches_mean: the mean of the top "
         "eigenvalues on num_minibatches fixed minibatches of training.batch_size (the authors' lambda_0).",
     )
-    subset_size: PositiveInt = Field(1024, description="Examples in the fixed subset (measure_on: subset).")
+    subset_size: Count = Field(1024, description="Examples in the fixed subset (measure_on: subset).")
     num_minibatches: Annotated[int, Field(ge=1, le=1000)] = Field(
         10, description="K, the number of fixed minibatches averaged (measure_on: minibatches_mean)."
     )
     subset_seed: Seed = 0
-    chunk_size: PositiveInt = Field(4096, description="Examples per forward pass during a measurement.")
+    chunk_size: Count = Field(4096, description="Examples per forward pass during a measurement.")
     hvp: Literal["auto", "cached-reverse", "forward-over-reverse", "reverse-over-reverse"] = Field(
         "auto",
         description="How Hessian-vector products are computed. auto: one chunk -> the gradient graph is built "
@@ -147,11 +154,12 @@ class SharpnessConfig(Strict):
 class TrackingConfig(Strict):
     uri: str = Field(
         "sqlite:///mlflow.db",
+        min_length=1,
         description="MLflow tracking URI; a relative sqlite path is resolved against the project root. "
         "The MLFLOW_TRACKING_URI environment variable overrides it.",
     )
     experiment: str = Field("whywarmup", min_length=1)
-    log_every: PositiveInt = Field(1, description="Per-step metrics are logged every this many steps.")
+    log_every: StepCount = Field(1, description="Per-step metrics are logged every this many steps.")
 
 
 class ExecutorConfig(Strict):
@@ -201,15 +209,21 @@ class SGDConfig(Strict):
     name: Literal["sgd"] = "sgd"
     momentum: UnitInterval = 0.0
     nesterov: bool = False
-    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    weight_decay: WeightDecay = 0.0
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> SGDConfig:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: true needs momentum > 0 (torch.optim.SGD refuses it otherwise)")
+        return self
 
 
 class AdamConfig(Strict):
     name: Literal["adam", "radam"] = "adam"
     beta1: UnitInterval = 0.9
     beta2: UnitInterval = 0.999
-    eps: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-8
-    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    eps: AdamEps = 1e-8
+    weight_decay: WeightDecay = 0.0
 
 
 class GIAdamConfig(Strict):
@@ -218,8 +232,8 @@ class GIAdamConfig(Strict):
     name: Literal["gi_adam"] = "gi_adam"
     beta1: UnitInterval = 0.9
     beta2: UnitInterval = 0.999
-    eps: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-8
-    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    eps: AdamEps = 1e-8
+    weight_decay: WeightDecay = 0.0
     v_bias_correction: bool = Field(
         True,
         description="true: keep Adam's bias correction of v (the authors' released code); false: none, as the "
