@@ -1,8 +1,8 @@
 """Datasets: load, standardize, split, and write/read prepared tensors with a checksum.
 
 The default dataset, scikit-learn's 8x8 digits, ships inside the scikit-learn package (no network).
-CIFAR-10, CIFAR-100, MNIST and Fashion-MNIST come through torchvision and are downloaded into
-`data.root` (or read from there when already present).
+CIFAR-10, CIFAR-100, MNIST and Fashion-MNIST are downloaded by torchvision into `data.root` (or read from
+there when already present) and read by whywarmup.datasets.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ import torch
 from .errors import DataError
 from .files import atomic_write_bytes
 from .sections import DataConfig
-
-TORCHVISION_DATASETS = {
-    "cifar10": "CIFAR10",
-    "cifar100": "CIFAR100",
-    "mnist": "MNIST",
-    "fashion_mnist": "FashionMNIST",
-}
 
 
 @dataclass
@@ -59,31 +52,10 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, None, None, int]:
     return x.reshape(-1, 1, 8, 8).astype(np.float32), y.astype(np.int64), None, None, 10
 
 
-def _load_torchvision(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    import torchvision
+def _load_real(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    from .datasets import load_arrays
 
-    cls = getattr(torchvision.datasets, TORCHVISION_DATASETS[cfg.dataset])
-    root = Path(cfg.root).resolve()
-    try:
-        train = cls(str(root), train=True, download=cfg.download)
-        test = cls(str(root), train=False, download=cfg.download)
-    except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found"; urllib: no network
-        raise DataError(
-            f"Could not load the {cfg.dataset} dataset: {e}. It is read from {root} (params.yaml data.root)"
-            f"{' and downloaded there when missing' if cfg.download else ''}. Without network access, put the "
-            f"dataset's files as torchvision expects them into {root} (e.g. copy them from a machine where "
-            f"`torchvision.datasets.{cls.__name__}('{root}', download=True)` has run), then re-run."
-        ) from e
-
-    def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
-        x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
-        x = x.astype(np.float32)
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
-        return x, np.asarray(ds.targets, dtype=np.int64)
-
-    x_tr, y_tr = arrays(train)
-    x_te, y_te = arrays(test)
-    return x_tr, y_tr, x_te, y_te, len(train.classes)
+    return load_arrays(cfg.dataset, Path(cfg.root).resolve(), cfg.download)
 
 
 def build_dataset(cfg: DataConfig) -> PreparedData:
@@ -91,7 +63,7 @@ def build_dataset(cfg: DataConfig) -> PreparedData:
     if cfg.dataset == "digits":
         x, y, x_te, y_te, num_classes = _load_digits()
     else:
-        x, y, x_te, y_te, num_classes = _load_torchvision(cfg)
+        x, y, x_te, y_te, num_classes = _load_real(cfg)
     rng = np.random.default_rng(cfg.split_seed)
     if x_te is None:  # no official test split: a deterministic stratification-free random split
         perm = rng.permutation(len(x))
