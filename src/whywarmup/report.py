@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import yaml  # noqa: E402
 
 from .analysis import read_trajectory  # noqa: E402
 from .config import Config  # noqa: E402
-from .files import atomic_write_text  # noqa: E402
+from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .tracking import TAG_ROLE, redact  # noqa: E402
 
 
@@ -122,7 +123,9 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
 
 
 def _save(fig, path: Path, title: str, caption: str, run_ids: list[str]) -> Figure:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, png.getvalue())
     plt.close(fig)
     return Figure(path.name, title, caption, run_ids)
 
@@ -405,7 +408,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "measurement before the spike with the first one after it. Every event is in analysis/catapults.csv."
     )
     config_yaml = report_config_yaml(cfg)
-    commands = "dvc repro\nmlflow ui   # then open http://127.0.0.1:5000"
+    commands = "dvc repro\nmlflow ui --host 127.0.0.1   # then open http://127.0.0.1:5000"
 
     md = [
         f"# {cfg.report.title}",

@@ -88,6 +88,12 @@ class TrainingConfig(Strict):
     steps: StepCount = 1000
     batch_size: Count | None = Field(None, description="Minibatch size; None = full-batch GD.")
     data_seed: Seed = Field(0, description="Seed of the minibatch order (separate from the init seed).")
+    augment: Literal["none", "flip_crop"] = Field(
+        "none",
+        description="flip_crop: each training batch flipped left-right (p = 1/2) and shifted by a random crop of the "
+        "4-pixel padded image (the paper's CIFAR WideResNet runs). Sharpness measurements use unaugmented data, "
+        "except measure_on: minibatch, which measures on the update's own (augmented) batch.",
+    )
     eval_every: StepCount = Field(100, description="Test-set evaluation every this many steps and at the end.")
     divergence_factor: Annotated[float, Field(gt=1, le=1e12, allow_inf_nan=False)] = Field(
         1e6,

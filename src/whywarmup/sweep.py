@@ -266,7 +266,7 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
                     new = _sequential(tracker, parent, todo, data, work_dir, log_every, progress, bar, state.record)
             by_key = {**done, **{row["run_key"]: row for row in new}}
             summary = pd.DataFrame([by_key[run.key] for run in runs])
-            summary.to_csv(work_dir / "summary.csv", index=False)
+            atomic_write_text(work_dir / "summary.csv", summary.to_csv(index=False))
             counts = {
                 "runs": float(len(summary)),
                 "resumed_runs": float(len(done)),

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .augment import flip_crop
 from .config import RunConfig
 from .critical_lr import CriticalLRResult, find_critical_lr
 from .curvature import top_hessian_eigen
@@ -142,18 +143,22 @@ def _critical_lr(run: RunConfig, model, loss_fn, batch: Batch) -> CriticalLRResu
 
 
 def _batches(data: PreparedData, run: RunConfig):
-    """Yield the (x, y) of each update: the full training set, or minibatches of a seeded epoch order."""
+    """Yield the (x, y) of each update: the full training set, or minibatches of a seeded epoch order; flipped and
+    shifted when training.augment is flip_crop."""
     bs = run.training.batch_size
     n = len(data.x_train)
+    augment = run.training.augment == "flip_crop"
+    draws = torch.Generator().manual_seed(run.training.data_seed + 1_000_003)  # augmentation's own stream
     if bs is None or bs >= n:
         while True:
-            yield data.x_train, data.y_train
+            yield (flip_crop(data.x_train, draws) if augment else data.x_train), data.y_train
     g = torch.Generator().manual_seed(run.training.data_seed)
     while True:
         perm = torch.randperm(n, generator=g).to(data.x_train.device)
         for i in range(0, n - bs + 1, bs):
             idx = perm[i : i + bs]
-            yield data.x_train[idx], data.y_train[idx]
+            x = data.x_train[idx]
+            yield (flip_crop(x, draws) if augment else x), data.y_train[idx]
 
 
 SYNC_EVERY = 32  # steps between reads of the loss from the device when nothing else reads it
