@@ -179,7 +179,11 @@ def project(tmp_path_factory) -> Path:
     return folder
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("WHYWARMUP_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(chosen=mutations())
 def test_every_invalid_params_file_is_rejected_by_every_stage(project, chosen):
     tree = copy.deepcopy(BASE)
