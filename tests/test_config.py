@@ -213,3 +213,16 @@ def test_every_bad_field_is_named_even_behind_a_section_error():
     assert problems["methods.lin.knid"] == "unknown key (not a setting of this section); did you mean 'kind'?"
     problems = _errors({"training": {"steps": "many"}, "methods": {"lin": {"kind": "linear", "grid": {"seed": [-1]}}}})
     assert set(problems) == {"training.steps", "methods.lin.grid.seed = -1"}
+
+
+def test_sections_dvc_reads_must_be_in_the_pipelines_params_file(tmp_path, project_root):
+    raw = yaml.safe_load((project_root / "params.yaml").read_text())
+    del raw["model"], raw["report"]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    load_config(params)  # no dvc.yaml beside it: omitted sections take their defaults
+    (tmp_path / "dvc.yaml").write_text((project_root / "dvc.yaml").read_text())
+    with pytest.raises(ConfigError) as e:
+        load_config(params)
+    problems = dict(e.value.problems)
+    assert set(problems) == {"model", "report"} and "Parameters ... are missing" in problems["model"]

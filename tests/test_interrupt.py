@@ -12,8 +12,17 @@ import yaml
 from .conftest import run_small_sweep
 
 
-@pytest.mark.parametrize(("sig", "workers"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)])
-def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, workers):
+@pytest.mark.parametrize(
+    ("sig", "executor"),
+    [
+        (signal.SIGINT, {"workers": 1}),
+        (signal.SIGTERM, {"workers": 1}),
+        (signal.SIGINT, {"workers": 2}),
+        (signal.SIGINT, {"kind": "ray", "local_cpus": 2, "workers": 2}),  # Ray's own local cluster
+    ],
+    ids=["sigint-1", "sigterm-1", "sigint-2", "sigint-ray"],
+)
+def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, executor):
     from mlflow.tracking import MlflowClient
 
     params = {
@@ -21,12 +30,15 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, workers):
         "model": {"kind": "fcn", "depth": 2, "width": 8},
         "sharpness": {"every": 0, "subset_size": 32},
         "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [5, 1_000_000]}}},
-        "executor": {"workers": workers},
+        "executor": executor,
     }
+    if executor.get("kind") == "ray":
+        pytest.importorskip("ray")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     cli = [sys.executable, "-m", "whywarmup.cli"]
     subprocess.run([*cli, "prepare"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    clusters_before = _ray_clusters()
     proc = subprocess.Popen(
         [*cli, "train", "--method", "m", "--no-progress"],
         cwd=tmp_path,
@@ -60,6 +72,17 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, workers):
     while _processes_in(tmp_path) and time.monotonic() < deadline:  # the worker processes are gone too
         time.sleep(0.2)
     assert not _processes_in(tmp_path)
+    if executor.get("kind") == "ray":  # the stage's local Ray instance (its gcs_server) was shut down
+        deadline = time.monotonic() + 30
+        while _ray_clusters() > clusters_before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _ray_clusters() == clusters_before
+
+
+def _ray_clusters() -> int:
+    return sum(
+        os.path.basename(_cmdline(pid).split("\0")[0]) == "gcs_server" for pid in os.listdir("/proc") if pid.isdigit()
+    )
 
 
 def _processes_in(folder) -> list[str]:

@@ -10,6 +10,7 @@ import io
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT, SMALL_SWEEP
 from whywarmup.cli import main
-from whywarmup.config import _known_keys
+from whywarmup.config import _known_keys, dvc_tracked_sections
 
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 # Fields that must be > 0 (PAPER.md / the meaning of each knob), so 0 is a bad value for them.
@@ -58,6 +59,7 @@ MAPPINGS = [()] + [p for p, v in _walk(BASE) if isinstance(v, dict) and p != ("m
 SETTING_KEYS = [p for p, _ in _walk(BASE) if isinstance(p[-1], str) and len(p[-1]) >= 3 and p[:-1] != ("methods",)]
 TAGS = [p for p, v in LEAVES if p[-1] in TAG_KEYS]
 GRIDS = [p for p, v in _walk(BASE) if p[-1] == "grid" and len(p) == 3]
+DVC_SECTIONS = dvc_tracked_sections(ROOT / "params.yaml")
 
 
 def _unit(path: tuple) -> tuple:
@@ -83,7 +85,7 @@ def mutation(draw):
     kind = draw(
         st.sampled_from(
             ["wrong_type", "bad_number", "zero", "unknown_key", "misspelled_key", "misspelled_tag", "null_section"]
-            + ["missing_methods", "empty_grid", "huge_grid", "repeated_grid_value"]
+            + ["missing_section", "empty_grid", "huge_grid", "repeated_grid_value"]
         )
     )
     if kind == "wrong_type":
@@ -126,8 +128,9 @@ def mutation(draw):
     if kind == "null_section":
         section = draw(st.sampled_from([k for k in BASE if k != "methods"]))
         return (section,), lambda t: _set(t, (section,), None), section, None
-    if kind == "missing_methods":
-        return ("methods",), lambda t: t.pop("methods"), "methods", None
+    if kind == "missing_section":  # one that dvc.yaml's stages read (beside the file in the project)
+        section = draw(st.sampled_from(DVC_SECTIONS))
+        return (section,), lambda t: t.pop(section), section, None
     grid = draw(st.sampled_from(GRIDS))
     key = draw(st.sampled_from(sorted(_get(BASE, grid))))
     if kind == "empty_grid":
@@ -176,6 +179,7 @@ def project(tmp_path_factory) -> Path:
         cmd = [sys.executable, "-m", "whywarmup.cli", stage[0], "params.yaml", *stage[1:]]
         subprocess.run(cmd, cwd=folder, env=env, check=True, capture_output=True)
     assert (folder / "mlflow.db").exists() and len(list((folder / "runs" / "m").glob("*.parquet"))) == 2
+    shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")  # the pipeline's params.yaml: DVC's sections required
     return folder
 
 

@@ -63,8 +63,9 @@ def test_train_stage_stops_before_training_when_the_store_is_down(tmp_path, proj
 
 
 def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
-    """`mlflow server` started for real on a free local port; a two-worker sweep with tracking.uri pointing at it:
-    every run, metric point and trajectory artifact arrives over HTTP."""
+    """`mlflow server` started for real on a free local port; a two-worker sweep with tracking.uri pointing at it
+    (with a user and password in the URI): every run, metric point and trajectory artifact arrives over HTTP, and
+    the password is logged nowhere."""
     import socket
     import time
     import urllib.request
@@ -90,6 +91,7 @@ def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
         cwd=server_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
+    with_password = f"http://alice:s3cret@127.0.0.1:{port}"  # credentials in the URI (the server ignores them)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -105,7 +107,7 @@ def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
                 "model": {"kind": "fcn", "depth": 2, "width": 16},
                 "training": {"steps": 20, "eval_every": 10},
                 "sharpness": {"every": 5, "subset_size": 64},
-                "tracking": {"uri": uri},
+                "tracking": {"uri": with_password},
                 "executor": {"workers": 2},
                 "methods": {"m": {"kind": "linear", "warmup_steps": 5, "grid": {"eta_trgt": [0.01, 0.05, 0.1]}}},
             }
@@ -125,6 +127,8 @@ def test_sweep_against_a_real_mlflow_server(tmp_path, monkeypatch):
             assert len(client.get_metric_history(r.info.run_id, "loss")) == len(traj) == 21
             assert [a.path for a in client.list_artifacts(r.info.run_id, "trajectory")] == [f"trajectory/{key}.parquet"]
         assert not (root / "mlflow.db").exists()  # nothing went to a local store
+        for r in runs:  # the password is in no param or tag of any run
+            assert not any("s3cret" in str(v) for v in [*r.data.params.values(), *r.data.tags.values()])
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -369,15 +369,44 @@ def _further_problems(raw: dict[str, Any], err: ValidationError) -> list[tuple[s
     return []
 
 
-def parse_config(raw: Any, source: str = "params.yaml") -> Config:
+def dvc_tracked_sections(params: Path) -> list[str]:
+    """Top-level sections of `params` that the stages of the dvc.yaml beside it read (DVC stops with "Parameters
+    ... are missing" when one is absent); none when `params` is not that folder's params.yaml."""
+    dvc = params.parent / "dvc.yaml"
+    if params.name != "params.yaml" or not dvc.is_file():
+        return []
+    try:
+        stages = (yaml.safe_load(dvc.read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []  # DVC reports a broken dvc.yaml itself
+    names: list[str] = []
+    for stage in stages.values():
+        body = stage.get("do", stage) if isinstance(stage, dict) else {}
+        for entry in body.get("params") or []:
+            if isinstance(entry, str) and not entry.startswith("$"):
+                names.append(entry.split(".")[0])
+    return list(dict.fromkeys(names))
+
+
+def parse_config(raw: Any, source: str = "params.yaml", required: list[str] = ()) -> Config:
+    """Validate a params mapping; `required`: sections that must be present (those DVC's stages read)."""
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top level)", "the file must be a YAML mapping of sections")])
+    missing = [
+        (
+            name,
+            'missing: the stages in dvc.yaml read this section, so `dvc repro` would stop ("Parameters ... are '
+            'missing"); put it back (`whywarmup schema` lists its settings and defaults)',
+        )
+        for name in required
+        if name not in raw
+    ]
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as err:
-        problems = _problems(err, raw)
+        problems = missing + _problems(err, raw)
         raise ConfigError(source, list(dict.fromkeys(problems + _further_problems(raw, err)))) from None
-    problems = _report_problems(cfg) + _grid_problems(cfg)
+    problems = missing + _report_problems(cfg) + _grid_problems(cfg)
     if problems:
         raise ConfigError(source, problems)
     return cfg
@@ -394,7 +423,7 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(str(path), [("(file)", f"is not valid YAML: {e}")]) from None
-    return parse_config(raw, str(path))
+    return parse_config(raw, str(path), dvc_tracked_sections(path.resolve()))
 
 
 def json_schema() -> dict[str, Any]:

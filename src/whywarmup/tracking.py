@@ -93,10 +93,17 @@ def _unusable(uri: str, why: str) -> TrackingError:
 def _probe_server(uri: str, timeout: float = 10.0) -> None:
     """Fail fast on a tracking server that is down, instead of MLflow's minutes of retries."""
     import urllib.error
+    import urllib.parse
     import urllib.request
 
+    parts = urllib.parse.urlsplit(uri)
+    # urllib takes "user:password@host" for a host name: probe without the credentials (/health needs none)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    if ":" in (parts.hostname or ""):  # an IPv6 literal keeps its brackets
+        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        probe = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+        urllib.request.urlopen(probe, timeout=timeout).close()
     except urllib.error.HTTPError:
         return  # it answers; authentication and the like are MLflow's to report
     except (OSError, ValueError) as e:
