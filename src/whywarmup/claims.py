@@ -201,6 +201,7 @@ def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
     lin = runs[runs["kind"] == "linear"]
     keys = ["optimizer", "parametrization", "eta_trgt_setting", "T_wrm", "seed"]
     cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed"]
+    cols += [c for c in ["mlflow_run_id"] if c in runs]
     extra = [c for c in ["critical_lr_times_lambda_0"] if c in runs]  # catapult_init's eta_c, when searched
     pairs = cat[cols + extra].merge(lin[cols], on=keys, suffixes=("_catapult_init", "_linear"))
     pairs["steps_saved"] = pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]
@@ -210,7 +211,7 @@ def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
 
 def check_c5(runs: pd.DataFrame) -> ClaimResult:
     statement = "catapult_init reaches eta_trgt in fewer steps than linear with the same T_wrm, at comparable accuracy."
-    res = ClaimResult("C5", statement, INCONCLUSIVE, figure="phase_diagrams.png")
+    res = ClaimResult("C5", statement, INCONCLUSIVE, figure="catapult_init_steps.png")
     pairs = catapult_init_vs_linear(runs)
     pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
     fewer = int((pairs["steps_saved"] > 0).sum())
@@ -240,7 +241,7 @@ def check_c6(runs: pd.DataFrame) -> ClaimResult:
         "GI-Adam has a much smaller initial preconditioned sharpness than Adam and trains at larger eta_trgt without "
         "warmup."
     )
-    res = ClaimResult("C6", statement, INCONCLUSIVE, figure="phase_diagrams.png")
+    res = ClaimResult("C6", statement, INCONCLUSIVE, figure="gi_adam_vs_adam.png")
     adam = runs[(runs["optimizer"] == "adam") & (runs["T_wrm"] == 1)]
     gi_all = runs[(runs["optimizer"] == "gi_adam") & (runs["T_wrm"] == 1)]
     gi = gi_all[gi_all["v_bias_correction"] != False]  # noqa: E712 - the authors' released reading
@@ -279,7 +280,7 @@ def check_c6(runs: pd.DataFrame) -> ClaimResult:
 
 def check_c7(runs: pd.DataFrame) -> ClaimResult:
     statement = "persistent_catapult reaches eta_trgt without a T_wrm and matches the best linear T_wrm in accuracy."
-    res = ClaimResult("C7", statement, INCONCLUSIVE, figure="phase_diagrams.png")
+    res = ClaimResult("C7", statement, INCONCLUSIVE, figure="persistent_vs_linear.png")
     pc = _ok(runs[runs["kind"] == "persistent_catapult"])
     lin = _ok(runs[(runs["kind"] == "linear") & runs["optimizer"].isin(pc["optimizer"].unique())])
     best_lin = lin.groupby(["optimizer", "parametrization", "eta_trgt_setting"])["final_test_accuracy"].max()
