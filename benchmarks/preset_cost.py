@@ -15,15 +15,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from whywarmup.config import IMAGE_SIDES, RunConfig, load_config
 from whywarmup.config import TRAIN_SET_SIZES as TRAIN_SIZES
-from whywarmup.config import RunConfig, load_config
 from whywarmup.curvature import HessianOperator
+from whywarmup.datasets import LAYOUTS, CifarLayout
 from whywarmup.losses import get_loss
 from whywarmup.models import build_model
 from whywarmup.optim import is_adaptive
 
-SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28)}
-CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10, "digits": 10}
 TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000, "fashion_mnist": 10_000}
 PROBE = 8  # examples the counts are taken on; every cost here is linear in the number of examples
 
@@ -36,7 +35,9 @@ def _flops(fn) -> int:
 
 def per_example_costs(run: RunConfig) -> tuple[float, float, float]:
     """FLOPs per example of a training step (forward + backward), a Hessian-vector product, and a forward pass."""
-    shape, classes = SHAPES.get(run.data.dataset, (1, 8, 8)), CLASSES[run.data.dataset]
+    layout, side = LAYOUTS.get(run.data.dataset), IMAGE_SIDES[run.data.dataset]
+    shape = (3 if isinstance(layout, CifarLayout) else 1, side, side)
+    classes = layout.num_classes if layout else 10  # digits: 10
     torch.manual_seed(0)
     model = build_model(run.model, shape, classes)
     loss_fn = get_loss(run.training.loss)

@@ -185,21 +185,29 @@ def expand_method(cfg: Config, name: str) -> list[RunConfig]:
     return [RunConfig.model_validate(_run_dict(cfg, name, p)) for p in grid_points(cfg.methods[name].grid)]
 
 
-def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
-    """Dotted path of a pydantic error location, dropping discriminator tags pydantic inserts."""
-    parts: list[str] = []
+def _locate(loc: tuple[Any, ...], data: Any) -> tuple[list[Any], list[tuple[Any, Any]] | None]:
+    """The parts of a pydantic error location that are keys of the file (the discriminator tags pydantic inserts
+    dropped), and the (container, key) of each of them in `data` (None when the location is not in `data`)."""
+    parts: list[Any] = []
+    steps: list[tuple[Any, Any]] | None = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, dict) and part in (node.get("kind"), node.get("name"), "fcn", "sgd"):
+        in_dict = isinstance(node, dict) and part in node
+        if not in_dict and isinstance(node, dict) and part in (node.get("kind"), node.get("name"), "fcn", "sgd"):
             continue  # the tag of a discriminated union, not a key of the file
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if steps is not None and (in_dict or isinstance(node, list) and isinstance(part, int) and part < len(node)):
+            steps.append((node, part))
             node = node[part]
         else:
-            node = None
-        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
-    return ".".join(parts).replace(".[", "[")
+            steps, node = None, None
+        parts.append(part)
+    return parts, steps
+
+
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted path of a pydantic error location in the file."""
+    parts, _ = _locate(loc, data)
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in parts).replace(".[", "[")
 
 
 def _known_keys() -> set[str]:
@@ -340,16 +348,11 @@ def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, A
 def _drop(raw: Any, loc: tuple[Any, ...]) -> bool:
     """Delete the node at a pydantic error location from `raw` (a union tag at the end: the tagged mapping itself);
     False when the location is not in `raw`."""
-    parent, key, node = None, None, raw
-    for part in loc:
-        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
-        if isinstance(node, dict) and part in node or in_list:
-            parent, key, node = node, part, node[part]
-        elif not (isinstance(node, dict) and part in (node.get("kind"), node.get("name"), "fcn", "sgd")):
-            return False
-    if parent is None:
+    _, steps = _locate(loc, raw)
+    if not steps:
         return False
-    del parent[key]
+    container, key = steps[-1]
+    del container[key]
     return True
 
 

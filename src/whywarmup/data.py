@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .datasets import load_arrays
 from .errors import DataError
 from .files import atomic_write_bytes
 from .sections import DataConfig
@@ -52,18 +53,12 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray, None, None, int]:
     return x.reshape(-1, 1, 8, 8).astype(np.float32), y.astype(np.int64), None, None, 10
 
 
-def _load_real(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    from .datasets import load_arrays
-
-    return load_arrays(cfg.dataset, Path(cfg.root).resolve(), cfg.download)
-
-
 def build_dataset(cfg: DataConfig) -> PreparedData:
     """Load the dataset of `cfg`, split and subset it deterministically, and standardize it."""
     if cfg.dataset == "digits":
         x, y, x_te, y_te, num_classes = _load_digits()
     else:
-        x, y, x_te, y_te, num_classes = _load_real(cfg)
+        x, y, x_te, y_te, num_classes = load_arrays(cfg.dataset, Path(cfg.root).resolve(), cfg.download)
     rng = np.random.default_rng(cfg.split_seed)
     if x_te is None:  # no official test split: a deterministic stratification-free random split
         perm = rng.permutation(len(x))

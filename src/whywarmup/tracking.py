@@ -98,9 +98,7 @@ def _probe_server(uri: str, timeout: float = 10.0) -> None:
 
     parts = urllib.parse.urlsplit(uri)
     # urllib takes "user:password@host" for a host name: probe without the credentials (/health needs none)
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    if ":" in (parts.hostname or ""):  # an IPv6 literal keeps its brackets
-        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+    netloc = parts.netloc.rpartition("@")[2]
     try:
         probe = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
         urllib.request.urlopen(probe, timeout=timeout).close()
