@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whywarmup.analysis import catapult_init_vs_linear, catapult_table, robust_range
+from whywarmup.analysis import catapult_init_vs_linear, catapult_table, phase_diagram, robust_range
 
 
 def test_robust_range_is_the_span_within_one_point_of_the_best():
@@ -123,3 +123,41 @@ def test_trajectory_panels_one_per_parametrization():
     ]
     mup = chosen[chosen["panel"] == "linear_mup"]
     assert set(mup["parametrization"]) == {"mup"} and list(mup["T_wrm"]) == [16, 64]
+
+
+def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failures():
+    rows = [
+        # (eta, seed, diverged, failed, accuracy)
+        (2.0, 0, 0, 0, 0.90),
+        (2.0, 1, 0, 0, 0.92),
+        (2.0, 2, 0, 0, 0.94),
+        (8.0, 0, 0, 0, 0.96),
+        (8.0, 1, 1, 1, math.nan),
+        (8.0, 2, 0, 1, 0.10),  # failed to learn: not in the mean
+        (32.0, 0, 1, 1, math.nan),
+        (32.0, 1, 1, 1, math.nan),
+        (32.0, 2, 0, 1, 0.11),
+    ]
+    runs = pd.DataFrame(
+        [
+            {
+                "method": "m",
+                "eta_trgt_setting": e,
+                "T_wrm": 1,
+                "seed": s,
+                "diverged": d,
+                "failed": f,
+                "final_test_accuracy": a,
+                "final_train_loss": 0.1,
+                "eta_trgt": e,
+            }
+            for e, s, d, f, a in rows
+        ]
+    )
+    phase = phase_diagram(runs).set_index("eta_trgt_setting")
+    assert phase.loc[2.0, "final_test_accuracy"] == pytest.approx(0.92)
+    assert phase.loc[2.0, "final_test_accuracy_sd"] == pytest.approx(0.02)
+    assert phase.loc[8.0, "final_test_accuracy"] == pytest.approx(0.96)  # only the seed that trained
+    assert list(phase["cell"]) == ["trained", "partial", "diverged"]
+    assert list(phase["failed"]) == [0, 2, 3] and list(phase["diverged"]) == [0, 1, 2]
+    assert list(phase["trainable"]) == [True, False, False] and (phase["seeds"] == 3).all()

@@ -48,8 +48,17 @@ DEFAULTS = {
 }
 
 
-def table(*rows: dict) -> pd.DataFrame:
-    return pd.DataFrame([{**DEFAULTS, **r} for r in rows])
+def table(*rows: dict, seeds=(0, 1, 2), noise: float = 0.002) -> pd.DataFrame:
+    """Each row once per seed. Accuracies are moved by noise x (-1, 0, +1), a permutation that depends on the row, so
+    each cell's seed-to-seed standard deviation is exactly `noise` (3 seeds) and paired differences vary."""
+    n = len(seeds)
+    out = []
+    for i, s in enumerate(seeds):
+        for j, r in enumerate(rows):
+            row = {**DEFAULTS, **r, "seed": s}
+            row["final_test_accuracy"] += noise * ((i + j) % n - (n - 1) / 2)
+            out.append(row)
+    return pd.DataFrame(out)
 
 
 def phase(largest: dict[int, float], grid=(2.0, 8.0, 32.0, 128.0)) -> list[dict]:
@@ -62,68 +71,111 @@ def phase(largest: dict[int, float], grid=(2.0, 8.0, 32.0, 128.0)) -> list[dict]
 
 
 def test_c1():
-    assert check_c1(table(*phase({1: 8, 16: 32, 64: 128}))).verdict == SUPPORTED
-    assert check_c1(table(*phase({1: 8, 16: 32, 64: 8}))).verdict == CONTRADICTED
+    res = check_c1(table(*phase({1: 8, 16: 32, 64: 128})))
+    # 2 steps of T_wrm x 3 seeds, all growing: one-sided sign test p = 1/64
+    assert res.verdict == SUPPORTED and res.numbers["growth_agree"] == 6
+    assert res.numbers["growth_p_agree"] == pytest.approx(1 / 64)
+    assert res.per_seed == {0: SUPPORTED, 1: SUPPORTED, 2: SUPPORTED}
+    assert "6 of 6" in res.statistic and "3 seeds" in res.statistic
+    assert check_c1(table(*phase({1: 128, 16: 32, 64: 8}))).verdict == CONTRADICTED
+    # one seed alone never decides the pooled verdict, however clear
+    single = check_c1(table(*phase({1: 8, 16: 32, 64: 128}), seeds=(0,)))
+    assert single.verdict == INCONCLUSIVE and single.per_seed == {0: SUPPORTED} and "seed" in single.to_decide
     missing = check_c1(table(*phase({1: 8})))
     assert missing.verdict == INCONCLUSIVE and "warmup_steps" in missing.to_decide
     edge = check_c1(table(*phase({1: 128, 64: 128})))
     assert edge.verdict == INCONCLUSIVE and "upwards" in edge.to_decide
 
 
+def test_c1_mixed_seeds_are_inconclusive():
+    # seed 0 grows, seed 1 shrinks, seed 2 grows at one step and ties at the other (ties do not count): 3 up,
+    # 2 down -> p = 0.5
+    rows = [
+        *table(*phase({1: 8, 16: 32, 64: 128}), seeds=(0,)).to_dict("records"),
+        *table(*phase({1: 128, 16: 32, 64: 8}), seeds=(1,)).to_dict("records"),
+        *table(*phase({1: 8, 16: 32, 64: 32}), seeds=(2,)).to_dict("records"),
+    ]
+    res = check_c1(pd.DataFrame(rows))
+    assert res.verdict == INCONCLUSIVE
+    assert res.per_seed == {0: SUPPORTED, 1: CONTRADICTED, 2: SUPPORTED}
+    assert res.numbers["growth_p_agree"] == pytest.approx(0.5)
+
+
 def test_c2():
-    sp_up = {"sharpness_regime": "sharpening", "lr_times_sharpness_after_reaching_over_c": 1.1}
+    """The corrected statement: SP reduces the sharpness, muP sharpens and then follows the threshold."""
     sp_down = {"sharpness_regime": "reduction"}
+    mup_up = {
+        "parametrization": "mup",
+        "sharpness_regime": "sharpening",
+        "lr_times_sharpness_after_reaching_over_c": 1.1,
+    }
+    res = check_c2(table(sp_down, sp_down, mup_up, mup_up))
+    assert res.verdict == SUPPORTED and res.numbers["sp_reduction"] == 6
+    assert res.numbers["mup_sharpening_and_following_threshold"] == 6
+    # the old (swapped) pairing is now contradicted
+    sp_up = {"sharpness_regime": "sharpening", "lr_times_sharpness_after_reaching_over_c": 1.1}
     mup_down = {"parametrization": "mup", "sharpness_regime": "reduction"}
-    mup_up = {**sp_up, "parametrization": "mup"}
-    assert check_c2(table(sp_up, sp_up, mup_down)).verdict == SUPPORTED
-    # SP sharpens but overshoots the threshold instead of following it (median lr * sharpness = 3 c)
-    overshoot = {**sp_up, "lr_times_sharpness_after_reaching_over_c": 3.0}
-    assert check_c2(table(overshoot, overshoot, mup_down)).verdict == CONTRADICTED
-    swapped = check_c2(table(sp_down, sp_down, mup_up, mup_up))
-    assert swapped.verdict == CONTRADICTED and "other way round" in swapped.finding
-    assert swapped.numbers["sp_reduction"] == 2 and swapped.numbers["mup_sharpening_and_following_threshold"] == 2
-    mixed = check_c2(table(sp_up, sp_up, sp_up, sp_down, sp_down, mup_down))  # 3 of 5 SP runs: between 50 and 80%
-    assert mixed.verdict == INCONCLUSIVE and "sharpness.every" in mixed.to_decide
-    missing = check_c2(table(sp_up, sp_up))
+    assert check_c2(table(sp_up, sp_up, mup_down, mup_down)).verdict == CONTRADICTED
+    # muP sharpens but overshoots the threshold instead of following it (median lr * sharpness = 3 c)
+    overshoot = {**mup_up, "lr_times_sharpness_after_reaching_over_c": 3.0}
+    assert check_c2(table(sp_down, sp_down, overshoot, overshoot)).verdict == CONTRADICTED
+    # 3 of 5 SP runs per seed reduce: 9 of 15 pooled, p = 0.3
+    mixed = check_c2(table(sp_down, sp_down, sp_down, sp_up, sp_up, mup_up, mup_up))
+    assert mixed.verdict == INCONCLUSIVE and "seed" in mixed.to_decide
+    missing = check_c2(table(sp_down, sp_down))
     assert missing.verdict == INCONCLUSIVE and "model.parametrization: mup" in missing.to_decide
 
 
 def test_c3():
     big = {"eta_trgt_times_lambda_0": 32}
-    assert check_c3(table(*[{**big, "sharpness_end_of_warmup_over_lambda_0": 0.2}] * 5)).verdict == SUPPORTED
-    assert check_c3(table(*[{**big, "sharpness_end_of_warmup_over_lambda_0": 1.4}] * 5)).verdict == CONTRADICTED
+    assert check_c3(table(*[{**big, "sharpness_end_of_warmup_over_lambda_0": 0.2}] * 2)).verdict == SUPPORTED
+    assert check_c3(table(*[{**big, "sharpness_end_of_warmup_over_lambda_0": 1.4}] * 2)).verdict == CONTRADICTED
     # only runs below 2/lambda_0 or without warmup: no evidence
     small = table({"eta_trgt_times_lambda_0": 1}, {**big, "T_wrm": 1})
     assert check_c3(small).verdict == INCONCLUSIVE
 
 
-def test_c4():
+def _c4_rows(warm_accuracy: float, best: float) -> list[dict]:
     base = [{"kind": "none", "T_wrm": 1, "eta_trgt_setting": e, "final_test_accuracy": 0.95} for e in (2, 8)]
     base.append({"kind": "none", "T_wrm": 1, "eta_trgt_setting": 32, "failed": 1})
-    close = [{"T_wrm": 64, "eta_trgt_setting": e, "final_test_accuracy": 0.953} for e in (2, 8)]
-    better = [{"T_wrm": 64, "eta_trgt_setting": 32, "final_test_accuracy": 0.97}]
-    assert check_c4(table(*base, *close, *better)).verdict == SUPPORTED
-    far = [{"T_wrm": 64, "eta_trgt_setting": e, "final_test_accuracy": 0.90} for e in (2, 8)]
-    assert check_c4(table(*base, *far)).verdict == CONTRADICTED
-    assert check_c4(table(*close)).verdict == INCONCLUSIVE
+    warm = [{"T_wrm": t, "eta_trgt_setting": e, "final_test_accuracy": warm_accuracy} for e in (2, 8) for t in (16, 64)]
+    return base + warm + [{"T_wrm": 64, "eta_trgt_setting": 32, "final_test_accuracy": best}]
+
+
+def test_c4_equivalence_against_the_seed_spread():
+    # seed-to-seed sd of 1 point; warmup moves accuracy by 0.1 point: inside +-1 sd with 95% confidence
+    res = check_c4(table(*_c4_rows(0.951, 0.99), noise=0.01))
+    assert res.numbers["seed_spread_accuracy"] == pytest.approx(0.01)
+    assert res.verdict == SUPPORTED, res.statistic
+    assert res.numbers["fixed_eta_units"] == 12 and res.numbers["best_gain_units"] == 3
+    # the same 0.1-point change is NOT small when the seeds agree to 0.01 points: contradicted
+    tight = check_c4(table(*_c4_rows(0.951, 0.99), noise=0.0001))
+    assert tight.verdict == CONTRADICTED
+    # warmup 5 points worse at fixed eta_trgt
+    assert check_c4(table(*_c4_rows(0.90, 0.97), noise=0.01)).verdict == CONTRADICTED
+    # the newly usable eta_trgt is worse than the best without warmup: the best does not improve
+    assert check_c4(table(*_c4_rows(0.951, 0.90), noise=0.01)).verdict == CONTRADICTED
+    assert check_c4(table(*_c4_rows(0.951, 0.99)[3:])).verdict == INCONCLUSIVE
     # a muP warmup run is not paired with the SP baseline at the same eta setting
     mup = [{"T_wrm": 64, "eta_trgt_setting": 8, "final_test_accuracy": 0.5, "parametrization": "mup"}]
-    res = check_c4(table(*base, *close, *better, *mup))
-    assert res.verdict == SUPPORTED and res.numbers["paired_cells"] == 2
+    res = check_c4(table(*_c4_rows(0.951, 0.99), *mup, noise=0.01))
+    assert res.verdict == SUPPORTED and res.numbers["paired_cells"] == 4
 
 
 def test_c5():
-    lin = [{"kind": "linear", "eta_trgt_setting": e, "warmup_steps_used": 64.0} for e in (8, 32)]
-    cat = [{"kind": "catapult_init", "eta_trgt_setting": e, "warmup_steps_used": 40.0} for e in (8, 32)]
-    assert check_c5(table(*lin, *cat)).verdict == SUPPORTED
-    slow = [{**c, "warmup_steps_used": 64.0} for c in cat]
-    assert check_c5(table(*lin, *slow)).verdict == CONTRADICTED
+    etas = (2, 8, 32, 128)
+    lin = [{"kind": "linear", "eta_trgt_setting": e, "warmup_steps_used": 64.0} for e in etas]
+    cat = [{"kind": "catapult_init", "eta_trgt_setting": e, "warmup_steps_used": 40.0} for e in etas]
+    res = check_c5(table(*lin, *cat, noise=0.01))
+    assert res.verdict == SUPPORTED and res.numbers["fewer_steps_agree"] == 12
+    slow = [{**c, "warmup_steps_used": 80.0} for c in cat]
+    assert check_c5(table(*lin, *slow, noise=0.01)).verdict == CONTRADICTED
     worse = [{**c, "final_test_accuracy": 0.80} for c in cat]
-    assert check_c5(table(*lin, *worse)).verdict == CONTRADICTED
+    assert check_c5(table(*lin, *worse, noise=0.01)).verdict == CONTRADICTED
     assert check_c5(table(*lin)).verdict == INCONCLUSIVE
 
 
-def _adam(kind, optimizer, largest, p0, bc=None):
+def _adam(kind, optimizer, largest, p0, bc=None, grid=(0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)):
     return [
         {
             "kind": kind,
@@ -134,14 +186,19 @@ def _adam(kind, optimizer, largest, p0, bc=None):
             "initial_preconditioned_sharpness": p0,
             "v_bias_correction": bc,
         }
-        for e in (0.002, 0.008, 0.032, 0.128)
+        for e in grid
     ]
 
 
 def test_c6():
     adam = _adam("none", "adam", 0.008, 1000.0)
-    assert check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.128, 30.0, True))).verdict == SUPPORTED
+    res = check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.128, 30.0, True)))
+    assert res.verdict == SUPPORTED
+    assert res.numbers["larger_eta_agree"] == 12 and res.numbers["doublings_gained_median"] == 4
+    assert res.numbers["adam_over_gi_initial_preconditioned_sharpness"] == pytest.approx(1000 / 30)
     assert check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.002, 30.0, True))).verdict == CONTRADICTED
+    # GI-Adam trains further but its preconditioned sharpness is only 1.5x smaller: not "much smaller"
+    assert check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.128, 700.0, True))).verdict == CONTRADICTED
     # only the no-correction reading, which is worse: the claim (about the released code) has no evidence
     only_seed = check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.002, 1000.0, False)))
     assert only_seed.verdict == INCONCLUSIVE and "gi_adam" in only_seed.to_decide
@@ -151,16 +208,19 @@ def test_c6():
 
 def test_c7():
     lin = [
-        {"kind": "linear", "eta_trgt_setting": 8, "T_wrm": t, "final_test_accuracy": a}
+        {"kind": "linear", "eta_trgt_setting": e, "T_wrm": t, "final_test_accuracy": a}
         for t, a in ((16, 0.9), (64, 0.95))
+        for e in (2, 8, 32, 128)
     ]
-    pc = {"kind": "persistent_catapult", "T_wrm": 0, "eta_trgt_setting": 8, "warmup_steps_used": 40.0}
-    assert check_c7(table(*lin, {**pc, "final_test_accuracy": 0.948})).verdict == SUPPORTED
-    assert check_c7(table(*lin, {**pc, "final_test_accuracy": 0.90})).verdict == CONTRADICTED
-    assert (
-        check_c7(table(*lin, {**pc, "warmup_steps_used": math.nan, "final_test_accuracy": 0.95})).verdict
-        == CONTRADICTED
-    )
+    pc = [
+        {"kind": "persistent_catapult", "T_wrm": 0, "eta_trgt_setting": e, "warmup_steps_used": 40.0}
+        for e in (2, 8, 32, 128)
+    ]
+    res = check_c7(table(*lin, *[{**p, "final_test_accuracy": 0.948} for p in pc], noise=0.01))
+    assert res.verdict == SUPPORTED, res.statistic
+    assert check_c7(table(*lin, *[{**p, "final_test_accuracy": 0.90} for p in pc], noise=0.01)).verdict == CONTRADICTED
+    never = [{**p, "warmup_steps_used": math.nan, "final_test_accuracy": 0.95} for p in pc]
+    assert check_c7(table(*lin, *never, noise=0.01)).verdict == CONTRADICTED
     assert check_c7(table(*lin)).verdict == INCONCLUSIVE
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from whywarmup.config import load_config, parse_config
+from whywarmup.config import load_config, parse_config, shift_seeds
 from whywarmup.errors import ConfigError
 
 
@@ -18,9 +18,20 @@ def _errors(raw) -> dict[str, str]:
 def test_default_params_file_is_valid(project_root):
     cfg = load_config(project_root / "params.yaml")
     assert {"none", "linear"} <= set(cfg.methods)
-    assert len(cfg.runs("linear")) == len(cfg.methods["linear"].grid["eta_trgt"]) * len(
-        cfg.methods["linear"].grid["warmup_steps"]
-    )
+    grid = cfg.methods["linear"].grid
+    assert len(cfg.runs("linear")) == len(grid["eta_trgt"]) * len(grid["warmup_steps"]) * len(grid["seed"])
+    # every method runs at least 3 initialization seeds (the claims pool them)
+    assert all(len({r.method.seed for r in cfg.runs(m)}) >= 3 for m in cfg.methods)
+
+
+def test_shift_seeds_moves_every_initialization_seed_and_nothing_else(project_root):
+    cfg = load_config(project_root / "params.yaml")
+    shifted = shift_seeds(cfg, 100)
+    for m in cfg.methods:
+        before, after = cfg.runs(m), shifted.runs(m)
+        assert [r.method.seed + 100 for r in before] == [r.method.seed for r in after]
+        strip = [r.model_dump(exclude={"method": {"seed"}}) for r in before]
+        assert strip == [r.model_dump(exclude={"method": {"seed"}}) for r in after]
 
 
 def test_all_errors_are_reported_together_with_dotted_paths():

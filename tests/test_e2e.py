@@ -323,10 +323,24 @@ def test_report_renders_in_headless_chromium(repo, project_root):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto((repo / "reports" / "index.html").as_uri(), wait_until="load")
             images = page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => ({alt: i.alt, done: i.complete, w: i.naturalWidth, h: i.naturalHeight}))"
+                "section img",
+                "imgs => imgs.map(i => ({alt: i.alt, done: i.complete, w: i.naturalWidth, h: i.naturalHeight}))",
+            )
+            thumbs = page.eval_on_selector_all(
+                "#claims img", "imgs => imgs.map(i => ({done: i.complete, w: i.naturalWidth, shown: i.width}))"
+            )
+            # the scorecard fits the page at 1400 px: nothing sticks out to the right or scrolls sideways
+            fit = page.eval_on_selector(
+                "#claims table",
+                "t => ({right: t.getBoundingClientRect().right, page: document.documentElement.clientWidth, "
+                "scroll: document.documentElement.scrollWidth, cells: Array.from(t.querySelectorAll('td')).map("
+                "td => td.scrollWidth - td.clientWidth).reduce((a, b) => Math.max(a, b), 0)})",
+            )
+            badges = page.eval_on_selector_all(
+                "#claims .verdict", "bs => bs.map(b => [b.innerText, getComputedStyle(b).backgroundColor])"
             )
             rows = page.eval_on_selector_all(
                 "#claims tbody tr", "trs => trs.map(tr => Array.from(tr.cells).map(td => td.innerText))"
@@ -342,5 +356,14 @@ def test_report_renders_in_headless_chromium(repo, project_root):
         assert img["done"] and img["w"] > 300 and img["h"] > 100, img  # decoded, not a broken-image icon
     assert first_h2 == "The paper's claims, checked on these runs"
     assert [r[0] for r in rows] == [f"C{i}" for i in range(1, 8)]
-    assert all(r[1] in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE") for r in rows)
+    assert all(r[1].split("\n")[0] in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE") for r in rows)
+    # per-seed verdicts under each verdict; the statistic of metrics.json in words, one line per part
+    metrics = json.loads((repo / "metrics.json").read_text())["claims"]
+    assert all("per seed" in r[1] for r in rows), rows
+    assert all(part in r[3] for r in rows for part in metrics[r[0]]["statistic"].split("; ")), rows
+    assert sum("seeds, sign test p" in r[3] for r in rows) >= 3, rows
+    assert fit["right"] <= fit["page"] and fit["scroll"] <= fit["page"] and fit["cells"] <= 1, fit
+    colours = {text: colour for text, colour in badges}
+    assert len(set(colours.values())) == len(colours), colours  # one colour per verdict
+    assert thumbs and all(t["done"] and t["w"] > 300 and 0 < t["shown"] <= 160 for t in thumbs), thumbs
     assert (project_root / "test-artifacts" / "report.png").stat().st_size > 10_000

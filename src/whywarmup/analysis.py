@@ -35,10 +35,14 @@ def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
 
 
 def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, eta_trgt setting, T_wrm): mean test accuracy over seeds and the failure counts."""
-    g = runs.groupby(["method", "eta_trgt_setting", "T_wrm"], sort=True)
+    """One row per (method, eta_trgt setting, T_wrm): the mean test accuracy over the seeds that trained, the seed
+    count and how many seeds diverged or failed; `cell` is trained (every seed), diverged / failed (no seed trained;
+    diverged when any did) or partial."""
+    trained = runs.assign(_acc=runs["final_test_accuracy"].where(runs["failed"] == 0))
+    g = trained.groupby(["method", "eta_trgt_setting", "T_wrm"], sort=True)
     out = g.agg(
-        final_test_accuracy=("final_test_accuracy", "mean"),
+        final_test_accuracy=("_acc", "mean"),
+        final_test_accuracy_sd=("_acc", "std"),
         final_train_loss=("final_train_loss", "mean"),
         eta_trgt=("eta_trgt", "median"),
         seeds=("seed", "count"),
@@ -46,7 +50,12 @@ def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
         failed=("failed", "sum"),
     ).reset_index()
     out["trainable"] = out["failed"] == 0
-    out["cell"] = np.where(out["diverged"] > 0, "diverged", np.where(out["failed"] > 0, "failed", "trained"))
+    none_trained = out["failed"] == out["seeds"]
+    out["cell"] = np.where(
+        out["trainable"],
+        "trained",
+        np.where(none_trained, np.where(out["diverged"] > 0, "diverged", "failed"), "partial"),
+    )
     return out
 
 
@@ -98,7 +107,8 @@ def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
                 "runs": len(r),
                 "failed": int(r["failed"].sum()),
                 "max_trainable_eta_trgt_setting": cells["eta_trgt_setting"].max() if len(cells) else math.nan,
-                "best_final_test_accuracy": r["final_test_accuracy"].max(),
+                "seeds": r["seed"].nunique(),
+                "best_final_test_accuracy": cells["final_test_accuracy"].max(),  # best cell mean over seeds
                 "mean_trainable_test_accuracy": ok["final_test_accuracy"].mean(),
                 # eta_trgt settings (any T_wrm) within one accuracy point of the method's best
                 "robust_eta_trgt_min": low,
@@ -155,7 +165,7 @@ def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: st
         eta = mine["eta_trgt_setting"].min()
     else:
         eta = cells[cells["T_wrm"] == cells["T_wrm"].max()]["eta_trgt_setting"].max()
-    chosen = mine[mine["eta_trgt_setting"] == eta].sort_values(["T_wrm", "seed"]).drop_duplicates("T_wrm")
+    chosen = mine[mine["eta_trgt_setting"] == eta].sort_values(["T_wrm", "seed"])  # every seed: overlaid
     # the same eta_trgt without warmup (a `none` method in the same parametrization), as in Fig. 1
     param = set(mine["parametrization"])
     others = runs[
@@ -164,9 +174,11 @@ def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: st
         & (runs["T_wrm"] == 1)
         & runs["parametrization"].isin(param)
         & (runs["optimizer"] == mine["optimizer"].iloc[0])
-    ].drop_duplicates("method")
-    both = pd.concat([others.head(1), chosen]).sort_values("T_wrm")
-    return both.tail(cfg.report.max_trajectories)
+    ]
+    others = others[others["method"] == others["method"].iloc[0]] if len(others) else others
+    both = pd.concat([others, chosen]).sort_values(["T_wrm", "seed"], kind="stable")
+    shown = sorted(both["T_wrm"].unique())[-cfg.report.max_trajectories :]  # the longest warmups, every seed
+    return both[both["T_wrm"].isin(shown)]
 
 
 def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
@@ -215,17 +227,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def headline_metrics(cfg: Config, runs: pd.DataFrame, trainable: pd.DataFrame) -> dict:
+def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame) -> dict:
     methods: dict[str, Any] = {}
     for method in cfg.methods:
         r = runs[runs["method"] == method]
         t = trainable[trainable["method"] == method]
-        best = r.loc[r["final_test_accuracy"].idxmax()] if r["final_test_accuracy"].notna().any() else None
+        # the best grid cell by its mean over seeds, among the cells where every seed trained
+        cells = phase[(phase["method"] == method) & phase["trainable"]]
+        best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
         methods[method] = {
             "runs": len(r),
+            "seeds": int(r["seed"].nunique()),
             "diverged": int(r["diverged"].sum()),
             "failed": int(r["failed"].sum()),
             "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else None,
+            "best_final_test_accuracy_sd": best["final_test_accuracy_sd"] if best is not None else None,
             "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else None,
             "best_T_wrm": int(best["T_wrm"]) if best is not None else None,
             "max_trainable_eta_trgt_setting": {
@@ -243,8 +259,14 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, trainable: pd.DataFrame) -
     headline = {
         "largest_trainable_eta_setting_without_warmup": no_warmup["max_trainable_eta_trgt_setting"].max(),
         "largest_trainable_eta_setting_with_warmup": warmup["max_trainable_eta_trgt_setting"].max(),
-        "best_test_accuracy_without_warmup": runs[runs["T_wrm"] == 1]["final_test_accuracy"].max(),
-        "best_test_accuracy_with_warmup": runs[runs["T_wrm"] != 1]["final_test_accuracy"].max(),
+        # best cell means over seeds (cells where every seed trained)
+        "best_test_accuracy_without_warmup": phase[phase["trainable"] & (phase["T_wrm"] == 1)][
+            "final_test_accuracy"
+        ].max(),
+        "best_test_accuracy_with_warmup": phase[phase["trainable"] & (phase["T_wrm"] != 1)][
+            "final_test_accuracy"
+        ].max(),
+        "seeds": int(runs["seed"].nunique()),
         "runs": len(runs),
         "largest_trainable_by_optimizer_family": _largest_by_family(runs, trainable),
     }
@@ -268,20 +290,25 @@ def _largest_by_family(runs: pd.DataFrame, trainable: pd.DataFrame) -> dict[str,
 
 
 def add_run_statistics(cfg: Config, runs: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """Append the resolved-config columns the claims need and the per-run trajectory statistics."""
-    configs = {r.key: r for method in cfg.methods for r in cfg.runs(method)}
-    extra = []
-    for row in runs.itertuples():
-        run = configs.get(row.run_key)
-        stats = run_statistics(read_trajectory(root, row.method, row.run_key), row.warmup_steps_used)
-        stats["parametrization"] = getattr(run.model, "parametrization", "sp") if run else "sp"
-        stats["v_bias_correction"] = getattr(run.method.optimizer, "v_bias_correction", None) if run else None
-        extra.append(stats)
+    """Append the per-run trajectory statistics (run_stats.py) to the summaries."""
+    extra = [
+        run_statistics(read_trajectory(root, row.method, row.run_key), row.warmup_steps_used)
+        for row in runs.itertuples()
+    ]
     return pd.concat([runs.reset_index(drop=True), pd.DataFrame(extra)], axis=1)
 
 
 def claims_metrics(results: list[ClaimResult]) -> dict[str, Any]:
-    return {r.claim: {"verdict": r.verdict, **r.numbers} for r in results}
+    """Per claim: the pooled verdict, the verdict of each seed alone, the statistic in words and its numbers."""
+    return {
+        r.claim: {
+            "verdict": r.verdict,
+            "per_seed": {f"seed_{s}": v for s, v in r.per_seed.items()},
+            "statistic": r.statistic,
+            **r.numbers,
+        }
+        for r in results
+    }
 
 
 def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
@@ -290,6 +317,8 @@ def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
             {
                 "claim": r.claim,
                 "verdict": r.verdict,
+                "per_seed": json.dumps({str(s): v for s, v in r.per_seed.items()}),
+                "statistic": r.statistic,
                 "statement": r.statement,
                 "numbers": json.dumps(_clean(r.numbers), sort_keys=False),
                 "figure": r.figure,
@@ -324,7 +353,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
     claims = check_claims(runs)
     _write_csv(claims_table(claims), out / "claims.csv")
-    metrics = headline_metrics(cfg, runs, trainable)
+    metrics = headline_metrics(cfg, runs, phase, trainable)
     metrics["claims"] = _clean(claims_metrics(claims))
     atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics

@@ -151,6 +151,18 @@ class Config(Strict):
         return expand_method(self, method)
 
 
+def shift_seeds(cfg: Config, offset: int) -> Config:
+    """The same configuration with every initialization seed moved by `offset` (a method's `seed` and its grid's
+    seed values): a disjoint seed set, to check that verdicts do not depend on which seeds were drawn."""
+    methods = {}
+    for name, method in cfg.methods.items():
+        grid = dict(method.grid)
+        if "seed" in grid:
+            grid["seed"] = [int(s) + offset for s in grid["seed"]]
+        methods[name] = method.model_copy(update={"seed": method.seed + offset, "grid": grid})
+    return cfg.model_copy(update={"methods": methods})
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree

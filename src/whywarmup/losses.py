@@ -1,4 +1,4 @@
-"""Losses exactly as PAPER.md section 1."""
+"""Losses exactly as PAPER.md section 1. Targets are class indices (N,) or class probabilities (N, C) (mixup)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ import torch.nn.functional as F
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _probabilities(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if targets.dim() == outputs.dim():
+        return targets.to(outputs.dtype)
+    return F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
+
+
 def mse_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0.5 * mean over batch AND classes of (f(x) - onehot(y))^2."""
-    onehot = F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
-    return 0.5 * (outputs - onehot).pow(2).mean()
+    """0.5 * mean over batch AND classes of (f(x) - onehot(y))^2 (or - the soft target)."""
+    return 0.5 * (outputs - _probabilities(outputs, targets)).pow(2).mean()
 
 
 def cross_entropy_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of softmax cross-entropy."""
-    return F.cross_entropy(outputs, targets)
+    """Mean over the batch of softmax cross-entropy (against class probabilities when the targets are soft)."""
+    return F.cross_entropy(outputs, targets.to(outputs.dtype) if targets.dim() == outputs.dim() else targets)
 
 
 LOSSES: dict[str, LossFn] = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
@@ -29,4 +34,6 @@ def get_loss(name: str) -> LossFn:
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return (outputs.argmax(dim=-1) == targets).to(outputs.dtype).mean()
+    """Share of argmax predictions equal to the label (for soft targets: the most probable class)."""
+    labels = targets.argmax(dim=-1) if targets.dim() == outputs.dim() else targets
+    return (outputs.argmax(dim=-1) == labels).to(outputs.dtype).mean()

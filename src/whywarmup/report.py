@@ -22,8 +22,9 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from .analysis import read_trajectory  # noqa: E402
-from .claims import catapult_init_vs_linear  # noqa: E402
+from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, catapult_init_vs_linear  # noqa: E402
 from .config import Config  # noqa: E402
+from .evidence import MIN_SEEDS  # noqa: E402
 from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .tracking import TAG_ROLE, redact  # noqa: E402
 
@@ -43,7 +44,7 @@ def _eta_label(runs: pd.DataFrame) -> str:
 
 def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
     methods = list(dict.fromkeys(runs["method"]))
-    trained = phase.loc[phase["cell"] == "trained", "final_test_accuracy"]
+    trained = phase.loc[phase["cell"].isin(["trained", "partial"]), "final_test_accuracy"]
     vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
     ncols = min(4, len(methods))
     nrows = math.ceil(len(methods) / ncols)
@@ -62,25 +63,19 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         im = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=1, cmap="viridis")
         for c in cells.itertuples():
             x, y = etas.index(c.eta_trgt_setting), twrms.index(c.T_wrm)
-            if c.cell == "trained":
+            if c.cell in ("trained", "partial"):
+                colour = "white" if c.final_test_accuracy < (vmin + 1) / 2 else "black"
+                ax.text(x, y, f"{100 * c.final_test_accuracy:.1f}", ha="center", va="center", fontsize=7, color=colour)
+            if c.cell != "trained":
+                mark = "X" if c.diverged else "F"
                 ax.text(
                     x,
-                    y,
-                    f"{100 * c.final_test_accuracy:.1f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if c.final_test_accuracy < (vmin + 1) / 2 else "black",
-                )
-            else:
-                ax.text(
-                    x,
-                    y,
-                    "X" if c.cell == "diverged" else "F",
+                    y - (0.3 if c.cell == "partial" else 0),
+                    f"{mark} {int(c.failed)}/{int(c.seeds)}" if c.seeds > 1 else mark,
                     ha="center",
                     va="center",
                     color="red",
-                    fontsize=12,
+                    fontsize=7 if c.cell == "partial" else 10,
                     fontweight="bold",
                 )
         ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas], rotation=45)
@@ -89,12 +84,17 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_ylabel("T_wrm (0: persistent catapult)" if 0 in twrms else "T_wrm")
         ax.set_title(method)
     fig.colorbar(im, ax=axes.ravel().tolist(), label="final test accuracy", shrink=0.6)
-    fig.suptitle("Final test accuracy (%) per grid cell; X = diverged, F = failed to learn")
+    seeds = int(phase["seeds"].max()) if len(phase) else 0
+    fig.suptitle(
+        f"Final test accuracy (%) per grid cell, mean over the seeds that trained (up to {seeds}); "
+        "X k/n = k of n seeds diverged, F = failed to learn"
+    )
     return _save(
         fig,
         path,
         "Phase diagrams",
-        "Final test accuracy per (eta_trgt, T_wrm), mean over seeds; X = diverged, F = failed to learn.",
+        "Final test accuracy per (eta_trgt, T_wrm), mean over the seeds that trained; X k/n: k of the n seeds "
+        "diverged (F: failed to learn without diverging); a cell with some failed seeds shows both.",
         runs["mlflow_run_id"].tolist(),
     )
 
@@ -132,16 +132,19 @@ def _save(fig, path: Path, title: str, caption: str, run_ids: list[str]) -> Figu
 
 
 def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss=None) -> None:
-    """lr (and loss) per step, measured sharpness with the stability threshold dashed, one color per run."""
-    for i, row in enumerate(chosen.itertuples()):
-        traj = read_trajectory(root, row.method, row.run_key)
-        color, name = f"C{i}", label(row)
-        ax_lr.plot(traj["step"], traj["lr"], color=color, label=name)
-        if ax_loss is not None:
-            ax_loss.plot(traj["step"], traj["loss"], color=color, label=name)
-        measured = traj.dropna(subset=["sharpness"])
-        ax_sharp.plot(measured["step"], measured["sharpness"], color=color, label=name)
-        ax_sharp.plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
+    """lr (and loss) per step, measured sharpness with the stability threshold dashed: one colour per (method,
+    T_wrm), one line per seed (labelled once, with the seed count)."""
+    for i, (_, group) in enumerate(chosen.groupby(["method", "T_wrm"], sort=False)):
+        color, name = f"C{i}", label(group.iloc[0]) + (f" ({len(group)} seeds)" if len(group) > 1 else "")
+        for j, row in enumerate(group.itertuples()):
+            traj = read_trajectory(root, row.method, row.run_key)
+            tag = name if j == 0 else None
+            ax_lr.plot(traj["step"], traj["lr"], color=color, label=tag, lw=1.2, alpha=0.8)
+            if ax_loss is not None:
+                ax_loss.plot(traj["step"], traj["loss"], color=color, label=tag, lw=1.2, alpha=0.8)
+            measured = traj.dropna(subset=["sharpness"])
+            ax_sharp.plot(measured["step"], measured["sharpness"], color=color, label=tag, lw=1.2, alpha=0.8)
+            ax_sharp.plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
 
 
 def _step_axes(axes) -> None:
@@ -165,7 +168,7 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
             runs,
             axes[0],
             axes[2],
-            lambda row: f"{row.method} T_wrm={row.T_wrm}" + (" (diverged)" if row.status == "diverged" else ""),
+            lambda row: f"{row.method} T_wrm={row.T_wrm}",
             ax_loss=axes[1],
         )
         param = runs["parametrization"].iloc[-1] if "parametrization" in runs else "sp"
@@ -202,12 +205,14 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
     if not common:
         return None
     eta = min(common)
-    chosen = sel[sel["eta_trgt_setting"] == eta].drop_duplicates("method")
+    chosen = sel[sel["eta_trgt_setting"] == eta]
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for i, row in enumerate(chosen.itertuples()):
-        traj = read_trajectory(root, row.method, row.run_key).dropna(subset=["preconditioned_sharpness"])
-        ax.plot(traj["step"], traj["preconditioned_sharpness"], "o-", color=f"C{i}", label=row.method, ms=3)
-        ax.plot(traj["step"], traj["stability_threshold"], color=f"C{i}", ls="--", lw=0.8)
+    for i, (method, group) in enumerate(chosen.groupby("method", sort=False)):
+        for j, row in enumerate(group.itertuples()):  # one line per seed
+            traj = read_trajectory(root, row.method, row.run_key).dropna(subset=["preconditioned_sharpness"])
+            name = f"{method} ({len(group)} seeds)" if j == 0 else None
+            ax.plot(traj["step"], traj["preconditioned_sharpness"], "o-", color=f"C{i}", label=name, ms=3, alpha=0.8)
+            ax.plot(traj["step"], traj["stability_threshold"], color=f"C{i}", ls="--", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("preconditioned sharpness (dashed: threshold)")
@@ -232,11 +237,12 @@ def steps_saved_figure(runs: pd.DataFrame, path: Path) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for i, (t_wrm, cell) in enumerate(pairs.groupby("T_wrm")):
-        medians = cell.groupby("eta_trgt_setting")[["warmup_steps_used_linear", "warmup_steps_used_catapult_init"]]
-        medians = medians.median()
-        for column, marker, name in (("linear", "s--", "linear"), ("catapult_init", "o-", "catapult_init")):
-            values = medians[f"warmup_steps_used_{column}"]
-            ax.plot(values.index, values.values, marker, color=f"C{i}", label=f"{name} T_wrm={t_wrm}")
+        # one point per seed, spread sideways a little so that equal values stay visible
+        seeds = sorted(cell["seed"].unique())
+        offset = cell["seed"].map({s: 2 ** (0.08 * (k - (len(seeds) - 1) / 2)) for k, s in enumerate(seeds)})
+        x = cell["eta_trgt_setting"] * offset
+        ax.plot(x, cell["warmup_steps_used_linear"], "s", mfc="none", color=f"C{i}", label=f"linear T_wrm={t_wrm}")
+        ax.plot(x, cell["warmup_steps_used_catapult_init"], "o", color=f"C{i}", label=f"catapult_init T_wrm={t_wrm}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel(_eta_label(runs[runs["kind"] == "catapult_init"]))
     ax.set_ylabel("update at which eta_trgt is reached")
@@ -246,9 +252,10 @@ def steps_saved_figure(runs: pd.DataFrame, path: Path) -> Figure | None:
         fig,
         path,
         "Warmup steps: catapult_init against linear",
-        "Median update at which eta_trgt is reached, per eta_trgt and T_wrm, over the catapult_init/linear pairs "
-        "of claim C5 (same optimizer, parametrization, eta_trgt, T_wrm and seed; both trained); catapult_init starts "
-        "at the critical learning rate with the same slope. Every pair is in analysis/catapult_init_vs_linear.csv.",
+        "Update at which eta_trgt is reached, one point per seed (nudged sideways), per eta_trgt and T_wrm, for "
+        "the catapult_init/linear pairs of claim C5 (same optimizer, parametrization, eta_trgt, T_wrm and seed; both "
+        "trained); catapult_init starts at the critical learning rate with the same slope. Every pair is in "
+        "analysis/catapult_init_vs_linear.csv.",
         pairs["mlflow_run_id_catapult_init"].tolist() + pairs["mlflow_run_id_linear"].tolist(),
     )
 
@@ -261,9 +268,7 @@ def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | No
     if not common:
         return None
     eta = common[-1]
-    chosen = pd.concat(
-        [pc[pc["eta_trgt_setting"] == eta].head(1), lin[lin["eta_trgt_setting"] == eta].drop_duplicates("T_wrm")]
-    )
+    chosen = pd.concat([pc[pc["eta_trgt_setting"] == eta], lin[lin["eta_trgt_setting"] == eta]])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     _plot_runs(
         root,
@@ -295,20 +300,6 @@ def _table(df: pd.DataFrame) -> list[list[str]]:
     return [list(map(str, df.columns))] + [[fmt(v) for v in row] for row in df.itertuples(index=False)]
 
 
-def _short_numbers(numbers_json: str) -> str:
-    """The numbers of a claim, rounded, as `key=value; ...`."""
-    out = []
-    for k, v in json.loads(numbers_json or "{}").items():
-        if v is None:
-            v = "-"
-        elif isinstance(v, float):
-            v = f"{v:.4g}"
-        elif isinstance(v, dict):
-            v = ", ".join(f"{a}: {b:g}" if isinstance(b, float) else f"{a}: {b}" for a, b in v.items())
-        out.append(f"{k}={v}")
-    return "; ".join(out)
-
-
 def _md_table(rows: list[list[str]]) -> str:
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -319,7 +310,73 @@ def _html_table(rows: list[list[str]]) -> str:
     head, *body = rows
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>"
+
+
+VERDICT_CLASS = {SUPPORTED: "supported", CONTRADICTED: "contradicted", INCONCLUSIVE: "inconclusive"}
+CLAIMS_CSS = (
+    "#claims table{width:100%;table-layout:fixed}#claims td{vertical-align:top;font-size:90%}"
+    "#claims col.c1{width:4em}#claims col.c2{width:11em}#claims col.c5{width:150px}"
+    ".verdict{display:inline-block;padding:2px 6px;border-radius:4px;color:#fff;font-weight:bold;font-size:90%}"
+    ".supported{background:#1a7f37}.contradicted{background:#cf222e}.inconclusive{background:#9a6700}"
+    ".wide{overflow-x:auto}.seeds{margin-top:4px;font-size:85%}.seed{display:inline-block;min-width:1.6em;text-align:center;color:#fff;"
+    "border-radius:3px;margin:1px}.note{color:#555;font-size:90%;margin-top:4px}img.thumb{width:140px}"
+)
+
+
+def _per_seed(per_seed_json: str) -> dict[str, str]:
+    return json.loads(per_seed_json or "{}")
+
+
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """The claims scorecard as a Markdown table: verdict, per-seed verdicts, the statistic in words, the figure."""
+    rows = [["claim", "verdict", "per seed", "statement", "evidence", "figure"]]
+    for r in claims.itertuples():
+        seeds = ", ".join(f"{s}: {v[0]}" for s, v in _per_seed(r.per_seed).items())
+        notes = " ".join(x for x in (r.finding, f"To decide: {r.to_decide}" if r.to_decide else "") if x)
+        rows.append(
+            [
+                r.claim,
+                f"**{r.verdict}**",
+                seeds,
+                r.statement,
+                r.statistic + (f" {notes}" if notes else ""),
+                f"[{r.figure}](figures/{r.figure})" if r.figure else "",
+            ]
+        )
+    return _md_table(rows) + "\n\nPer seed: S = SUPPORTED, C = CONTRADICTED, I = INCONCLUSIVE (that seed's runs alone)."
+
+
+def claims_html(claims: pd.DataFrame, figures: dict[str, str]) -> str:
+    """The claims scorecard: colour-coded verdict, the per-seed verdicts, the statistic in words and a small copy of
+    the figure it rests on (linked to the full one below); `figures` maps a figure file to its base64 PNG."""
+    body = []
+    for r in claims.itertuples():
+        seeds = "".join(
+            f"<span class='seed {VERDICT_CLASS[v]}' title='seed {html.escape(s)}: {v}'>{html.escape(s)}</span>"
+            for s, v in _per_seed(r.per_seed).items()
+        )
+        evidence = "<br>".join(html.escape(part) for part in r.statistic.split("; ") if part)
+        notes = "".join(
+            f"<div class='note'>{html.escape(x)}</div>"
+            for x in (r.finding, f"To decide: {r.to_decide}" if r.to_decide else "")
+            if x
+        )
+        stem = Path(r.figure).stem
+        figure = (
+            f"<a href='#fig-{stem}'><img class='thumb' alt='{html.escape(r.figure)}' "
+            f"src='data:image/png;base64,{figures[r.figure]}'></a>"
+            if r.figure in figures
+            else ""
+        )
+        body.append(
+            f"<tr><td>{r.claim}</td><td><span class='verdict {VERDICT_CLASS[r.verdict]}'>{r.verdict}</span>"
+            f"<div class='seeds'>per seed: {seeds}</div></td><td>{html.escape(r.statement)}</td>"
+            f"<td>{evidence}{notes}</td><td>{figure}</td></tr>"
+        )
+    cols = "".join(f"<col class='c{i}'>" for i in range(1, 6))
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "statement", "evidence (pooled over seeds)", "figure"))
+    return f"<table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 LARGE_CATAPULT = 2.0  # the loss at least doubles: a catapult proper, not an edge-of-stability oscillation
@@ -380,16 +437,15 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "best_eta_trgt_setting",
     ]
     table = _table(trainable[summary_cols])
-    claims = pd.read_csv(analysis / "claims.csv").fillna("")
-    claims_rows = [["claim", "verdict", "statement", "numbers", "reading", "figure", "to decide"]] + [
-        [r.claim, r.verdict, r.statement, _short_numbers(r.numbers), r.finding, r.figure, r.to_decide]
-        for r in claims.itertuples()
-    ]
+    claims = pd.read_csv(analysis / "claims.csv", dtype=str).fillna("")
     claims_title = "The paper's claims, checked on these runs"
     claims_caption = (
-        "Verdicts computed by whywarmup.claims from this run's data (PAPER.md section 7): SUPPORTED when at least "
-        "80% of the relevant cases agree, CONTRADICTED below 50% or on a direct counterexample, otherwise "
-        "INCONCLUSIVE with what to add to params.yaml."
+        f"Verdicts computed by whywarmup.claims from these runs ({runs['seed'].nunique()} initialization seeds; "
+        "PAPER.md section 7). The verdict pools all seeds: an exact one-sided sign test on the units that agree "
+        "or disagree, or the 95% confidence bounds of a mean difference against the measured seed-to-seed spread "
+        f"(p < 0.05; at least {MIN_SEEDS} seeds); INCONCLUSIVE otherwise, with what to add to params.yaml. Per "
+        "seed: what that seed's runs alone say (at least 80% of its units agree: supported; under 50%: "
+        "contradicted). README's 'How each verdict is decided' states each claim's rule."
     )
     methods_table = _table(pd.read_csv(analysis / "methods.csv"))
     methods_title = "Methods compared: largest trainable eta_trgt, accuracy and warmup steps"
@@ -422,7 +478,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "",
         f"## {claims_title}",
         "",
-        _md_table(claims_rows),
+        claims_markdown(claims),
         "",
         claims_caption,
         "",
@@ -462,22 +518,22 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     ]
     atomic_write_text(out / "report.md", "\n".join(md))
 
-    parts = []
+    parts, encoded = [], {}
     for f in figures:
-        data = base64.b64encode((figdir / f.filename).read_bytes()).decode()
+        data = encoded[f.filename] = base64.b64encode((figdir / f.filename).read_bytes()).decode()
         parts.append(
-            f"<section><h2>{html.escape(f.title)}</h2><img alt='{html.escape(f.title)}' "
-            f"src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
+            f"<section id='fig-{Path(f.filename).stem}'><h2>{html.escape(f.title)}</h2>"
+            f"<img alt='{html.escape(f.title)}' src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
             f"<p class='runs'>MLflow runs: {html.escape(', '.join(f.run_ids))}</p></section>"
         )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.report.title)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.runs{{font-size:70%;color:#666}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><body>
 <h1>{html.escape(cfg.report.title)}</h1>
 <p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
-<h2>{html.escape(claims_title)}</h2><div id="claims">{_html_table(claims_rows)}</div>
+<h2>{html.escape(claims_title)}</h2><div id="claims">{claims_html(claims, encoded)}</div>
 <p>{html.escape(claims_caption)}</p>
 <h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
 <h2>{html.escape(methods_title)}</h2>{_html_table(methods_table)}

@@ -131,7 +131,10 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
             else math.nan
         ),
         "catapult_events": float(len(events)),
-        "catapult_sharpness_drop_median": (
-            float(np.nanmedian([e.sharpness_after / e.sharpness_before for e in events])) if events else math.nan
-        ),
+        "catapult_sharpness_drop_median": _nan_median([e.sharpness_after / e.sharpness_before for e in events]),
     }
+
+
+def _nan_median(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.nan

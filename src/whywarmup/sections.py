@@ -94,6 +94,12 @@ class TrainingConfig(Strict):
         "4-pixel padded image (the paper's CIFAR WideResNet runs). Sharpness measurements use unaugmented data, "
         "except measure_on: minibatch, which measures on the update's own (augmented) batch.",
     )
+    mixup_alpha: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = Field(
+        0.0,
+        description="mixup after the augmentation (the authors' WideResNet runs): each training batch is mixed with a "
+        "seeded permutation of itself, x = lam x + (1 - lam) x[perm], soft targets likewise, lam ~ Beta(alpha, alpha) "
+        "per batch; 0 = off.",
+    )
     eval_every: StepCount = Field(100, description="Test-set evaluation every this many steps and at the end.")
     divergence_factor: Annotated[float, Field(gt=1, le=1e12, allow_inf_nan=False)] = Field(
         1e6,
@@ -129,6 +135,11 @@ class SharpnessConfig(Strict):
     )
     dense_until: StepsOrZero = Field(
         0, description="Also measure at every step s <= dense_until (the early catapults of warmup)."
+    )
+    every_after_warmup: StepsOrZero | None = Field(
+        None,
+        description="Once the learning rate has reached eta_trgt, measure every this many steps instead of `every` "
+        "(null: `every` throughout; 0: only at the end). The claims read the sharpness during warmup and at its end.",
     )
     measure_on: Literal["subset", "train", "minibatch", "minibatches_mean"] = Field(
         "subset",

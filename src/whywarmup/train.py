@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .augment import flip_crop
+from .augment import flip_crop, mixup
 from .config import RunConfig
 from .critical_lr import CriticalLRResult, find_critical_lr
 from .curvature import top_hessian_eigen
@@ -144,21 +145,27 @@ def _critical_lr(run: RunConfig, model, loss_fn, batch: Batch) -> CriticalLRResu
 
 def _batches(data: PreparedData, run: RunConfig):
     """Yield the (x, y) of each update: the full training set, or minibatches of a seeded epoch order; flipped and
-    shifted when training.augment is flip_crop."""
+    shifted when training.augment is flip_crop, then mixed (soft targets) when training.mixup_alpha > 0."""
     bs = run.training.batch_size
     n = len(data.x_train)
     augment = run.training.augment == "flip_crop"
+    alpha = run.training.mixup_alpha
     draws = torch.Generator().manual_seed(run.training.data_seed + 1_000_003)  # augmentation's own stream
+    mixing = np.random.default_rng(run.training.data_seed + 2_000_003)  # mixup's own stream
+
+    def prepared(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        x = flip_crop(x, draws) if augment else x
+        return mixup(x, y, data.num_classes, alpha, mixing) if alpha > 0 else (x, y)
+
     if bs is None or bs >= n:
         while True:
-            yield (flip_crop(data.x_train, draws) if augment else data.x_train), data.y_train
+            yield prepared(data.x_train, data.y_train)
     g = torch.Generator().manual_seed(run.training.data_seed)
     while True:
         perm = torch.randperm(n, generator=g).to(data.x_train.device)
         for i in range(0, n - bs + 1, bs):
             idx = perm[i : i + bs]
-            x = data.x_train[idx]
-            yield (flip_crop(x, draws) if augment else x), data.y_train[idx]
+            yield prepared(data.x_train[idx], data.y_train[idx])
 
 
 SYNC_EVERY = 32  # steps between reads of the loss from the device when nothing else reads it
@@ -233,7 +240,15 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
 
     rows: list[dict[str, float]] = []
     status, diverged_step, initial_loss = "finished", math.nan, math.nan
-    every = run.sharpness.every
+    every, after = run.sharpness.every, run.sharpness.every_after_warmup
+    target = steps_to_target(schedule, steps) if feedback is None else None
+
+    def warmup_end() -> float:
+        """The first update at eta_trgt, whose row is the end-of-warmup measurement (persistent_catapult: known once
+        reached; inf before)."""
+        reached = feedback.reached_at if feedback is not None else target
+        return math.inf if reached is None else reached
+
     bar = tqdm(
         total=steps,
         desc=f"{run.name} {run.key}",
@@ -261,9 +276,11 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         else:
             row["loss"], row["accuracy"] = evaluate(model, loss_fn, x, y, chunk)
         wants_estimate = feedback is not None and s < steps and feedback.wants_estimate(s)
+        cadence = every if after is None or s <= warmup_end() else after
         measure_now = (
             s <= run.sharpness.dense_until
-            or (every and s % every == 0)
+            or (cadence and s % cadence == 0)
+            or (after is not None and s == warmup_end())
             or s == steps
             or (wants_estimate and run.method.source == "sharpness")
         )
@@ -408,6 +425,8 @@ def summary_row(run: RunConfig, result: RunResult) -> dict[str, Any]:
         "eta_relative_to": m.eta_relative_to,
         "T_wrm": m.warmup_length,
         "seed": m.seed,
+        "parametrization": getattr(run.model, "parametrization", "sp"),
+        "v_bias_correction": getattr(m.optimizer, "v_bias_correction", None),
         "status": result.status,
         **result.summary,
     }
