@@ -140,7 +140,9 @@ def test_outputs_metrics_and_plots(repo):
     figures = ["trajectories", "phase_diagrams", "max_trainable_lr", "gi_adam_vs_adam", "catapult_init_steps"]
     figures.append("persistent_vs_linear")
     assert all((repo / f"reports/figures/{f}.png").stat().st_size > 1000 for f in figures)
-    assert html.count("data:image/png;base64,") == len(figures) and "http" not in html.replace("http://127.0.0.1", "")
+    # each figure once in full and once small beside each claim that rests on it (C1-C7 all have one here)
+    assert html.count("data:image/png;base64,") == len(figures) + 7 == len(figures) + html.count("class='thumb'")
+    assert "http" not in html.replace("http://127.0.0.1", "")
     metrics = json.loads((repo / "metrics.json").read_text())
     assert metrics["methods"]["none"]["max_trainable_eta_trgt_setting"] == {"T_wrm=1": 1.0}
     # eta_c lambda_0 across each method's grid, recomputed from the per-run summaries.
@@ -365,5 +367,5 @@ def test_report_renders_in_headless_chromium(repo, project_root):
     assert fit["right"] <= fit["page"] and fit["scroll"] <= fit["page"] and fit["cells"] <= 1, fit
     colours = {text: colour for text, colour in badges}
     assert len(set(colours.values())) == len(colours), colours  # one colour per verdict
-    assert thumbs and all(t["done"] and t["w"] > 300 and 0 < t["shown"] <= 160 for t in thumbs), thumbs
+    assert len(thumbs) == 7 and all(t["done"] and t["w"] == 280 and 0 < t["shown"] <= 160 for t in thumbs), thumbs
     assert (project_root / "test-artifacts" / "report.png").stat().st_size > 10_000

@@ -347,9 +347,24 @@ def claims_markdown(claims: pd.DataFrame) -> str:
     return _md_table(rows) + "\n\nPer seed: S = SUPPORTED, C = CONTRADICTED, I = INCONCLUSIVE (that seed's runs alone)."
 
 
-def claims_html(claims: pd.DataFrame, figures: dict[str, str]) -> str:
+THUMBNAIL_WIDTH = 280  # pixels of the claims table's small figures (shown at 140 CSS px: sharp on 2x screens)
+
+
+def _thumbnail(png: bytes) -> str:
+    """A small copy of a figure, as base64 PNG."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    image.thumbnail((THUMBNAIL_WIDTH, THUMBNAIL_WIDTH * 4))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def claims_html(claims: pd.DataFrame, figures: dict[str, bytes]) -> str:
     """The claims scorecard: colour-coded verdict, the per-seed verdicts, the statistic in words and a small copy of
-    the figure it rests on (linked to the full one below); `figures` maps a figure file to its base64 PNG."""
+    the figure it rests on (linked to the full one below); `figures` maps a figure file to its PNG."""
+    thumbs = {name: _thumbnail(png) for name, png in figures.items() if name in set(claims["figure"])}
     body = []
     for r in claims.itertuples():
         seeds = "".join(
@@ -365,8 +380,8 @@ def claims_html(claims: pd.DataFrame, figures: dict[str, str]) -> str:
         stem = Path(r.figure).stem
         figure = (
             f"<a href='#fig-{stem}'><img class='thumb' alt='{html.escape(r.figure)}' "
-            f"src='data:image/png;base64,{figures[r.figure]}'></a>"
-            if r.figure in figures
+            f"src='data:image/png;base64,{thumbs[r.figure]}'></a>"
+            if r.figure in thumbs
             else ""
         )
         body.append(
@@ -518,9 +533,10 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     ]
     atomic_write_text(out / "report.md", "\n".join(md))
 
-    parts, encoded = [], {}
+    parts, pngs = [], {}
     for f in figures:
-        data = encoded[f.filename] = base64.b64encode((figdir / f.filename).read_bytes()).decode()
+        pngs[f.filename] = (figdir / f.filename).read_bytes()
+        data = base64.b64encode(pngs[f.filename]).decode()
         parts.append(
             f"<section id='fig-{Path(f.filename).stem}'><h2>{html.escape(f.title)}</h2>"
             f"<img alt='{html.escape(f.title)}' src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
@@ -533,7 +549,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.
 pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><body>
 <h1>{html.escape(cfg.report.title)}</h1>
 <p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
-<h2>{html.escape(claims_title)}</h2><div id="claims">{claims_html(claims, encoded)}</div>
+<h2>{html.escape(claims_title)}</h2><div id="claims">{claims_html(claims, pngs)}</div>
 <p>{html.escape(claims_caption)}</p>
 <h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
 <h2>{html.escape(methods_title)}</h2>{_html_table(methods_table)}
