@@ -202,6 +202,9 @@ def test_c6():
     # only the no-correction reading, which is worse: the claim (about the released code) has no evidence
     only_seed = check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 0.002, 1000.0, False)))
     assert only_seed.verdict == INCONCLUSIVE and "gi_adam" in only_seed.to_decide
+    # no eta_trgt in common: no cell to compare, so the second part cannot decide
+    apart = check_c6(table(*adam, *_adam("gi_adam", "gi_adam", 1.0, 30.0, True, grid=(0.5, 1.0))))
+    assert apart.verdict == INCONCLUSIVE and apart.numbers["larger_eta_units"] == 0
     top = check_c6(table(*_adam("none", "adam", 0.128, 1000.0), *_adam("gi_adam", "gi_adam", 0.128, 30.0, True)))
     assert top.verdict == INCONCLUSIVE and "upwards" in top.to_decide
 

@@ -257,3 +257,19 @@ def test_divergence_found_at_a_batched_read_back_is_the_step_a_plain_replay_find
     assert traj["loss"].tolist()[:-1] == losses[:-1]  # bitwise
     last = traj.iloc[-1]
     assert last["step"] == step and math.isnan(last["accuracy"]) and math.isnan(last["lr"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "warmup", "expected"),
+    [
+        ("linear", 10, [0, 2, 4, 6, 8, 10, 15, 30, 40]),  # eta_trgt first used by update 10: row 10 is measured
+        ("linear", 9, [0, 2, 4, 6, 8, 9, 15, 30, 40]),
+        ("none", 1, [0, 1, 15, 30, 40]),  # no warmup: the cadence after warmup from the first update on
+    ],
+)
+def test_sharpness_cadence_changes_once_eta_trgt_is_reached(digits, kind, warmup, expected):
+    method = {"kind": kind, "eta_trgt": 0.05, **({"warmup_steps": warmup} if kind == "linear" else {})}
+    sharpness = {"every": 2, "every_after_warmup": 15, "subset_size": 64, "critical_lr": {"enabled": False}}
+    run = tiny_run(method, steps=40, sharpness=sharpness)
+    measured = train_run(run, digits, progress=False).trajectory.dropna(subset=["sharpness"])["step"]
+    assert measured.tolist() == expected

@@ -68,7 +68,8 @@ def _decide(res: ClaimResult, parts: list[SignPart | BoundPart], hint: str = "")
 
 
 def _units(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | {"seed"}))
+    """Units of evidence: a `seed` and a `sign` (SignPart) or a `value` (BoundPart); empty when there are none."""
+    return pd.DataFrame(rows, columns=["seed", "sign", "value"])
 
 
 def _ok(runs: pd.DataFrame) -> pd.DataFrame:
@@ -387,7 +388,9 @@ def check_c7(runs: pd.DataFrame) -> ClaimResult:
     if not len(paired):
         res.to_decide = "Add a persistent_catapult method over the eta_trgt grid of a linear method (same optimizer)."
         return res
-    reached = _units([{"seed": s, "sign": 1 if u == u else -1} for s, u in zip(pc["seed"], pc["warmup_steps_used"])])
+    reached = _units(
+        [{"seed": s, "sign": 1 if pd.notna(u) else -1} for s, u in zip(pc["seed"], pc["warmup_steps_used"])]
+    )
     acc = _units([{"seed": s, "value": v} for s, v in zip(paired["seed"], paired["difference"])])
     parts = [
         SignPart("reaches_eta_trgt", reached, "trained runs reaching eta_trgt"),
