@@ -28,6 +28,7 @@ def _run(**kw) -> dict:
         "seed": 0,
         "failed": 0,
         "critical_lr_times_lambda_0": 3.1,
+        "variant": "",
     }
     return {**base, **kw}
 
@@ -74,7 +75,7 @@ def test_catapult_table_lists_each_event_with_the_sharpness_drop(tmp_path):
 
 
 def test_trajectory_panels_one_per_parametrization():
-    from whywarmup.analysis import phase_diagram, trajectory_runs
+    from whywarmup.analysis import add_axes, phase_diagram, trajectory_runs
     from whywarmup.config import parse_config
 
     lin = {"kind": "linear", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [2, 8], "warmup_steps": [16, 64]}}
@@ -111,7 +112,8 @@ def test_trajectory_panels_one_per_parametrization():
                     "final_train_loss": 0.1,
                 }
             )
-    runs = pd.DataFrame(rows)
+    runs = add_axes(cfg, pd.DataFrame(rows))
+    assert list(runs["model.parametrization"].unique()) == ["sp", "mup"] and (runs["variant"] == "").all()
     chosen = trajectory_runs(cfg, runs, phase_diagram(runs))
     assert list(dict.fromkeys(chosen["panel"])) == ["linear", "linear_mup"]
     sp = chosen[chosen["panel"] == "linear"]
@@ -150,6 +152,7 @@ def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failur
                 "final_test_accuracy": a,
                 "final_train_loss": 0.1,
                 "eta_trgt": e,
+                "variant": "",
             }
             for e, s, d, f, a in rows
         ]
@@ -161,3 +164,56 @@ def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failur
     assert list(phase["cell"]) == ["trained", "partial", "diverged"]
     assert list(phase["failed"]) == [0, 2, 3] and list(phase["diverged"]) == [0, 1, 2]
     assert list(phase["trainable"]) == [True, False, False] and (phase["seeds"] == 3).all()
+
+
+def test_a_width_grid_is_never_pooled(tmp_path):
+    """A grid over model.width gives one phase diagram per width with the right seed count, the width is a column
+    of summary.csv and runs.csv, and claims pair runs of the same width only."""
+    from whywarmup.claims import check_c4
+    from whywarmup.config import config_axes, parse_config
+    from whywarmup.report import build_report
+    from whywarmup.robustness import pipeline_claims
+
+    raw = {
+        "data": {"dataset": "digits", "num_examples": 200},
+        "model": {"kind": "fcn", "depth": 2, "width": 8},
+        "training": {"steps": 12, "eval_every": 12},
+        "sharpness": {"every": 6, "subset_size": 64, "critical_lr": {"enabled": False}},
+        "executor": {"workers": 1},
+        "methods": {
+            "none": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [0.5, 1], "seed": [0, 1]}},
+            "linear": {
+                "kind": "linear",
+                "eta_relative_to": "lambda_0",
+                "warmup_steps": 4,
+                "grid": {"eta_trgt": [0.5, 1], "model.width": [8, 16], "seed": [0, 1]},
+            },
+        },
+    }
+    cfg = parse_config(raw)
+    assert config_axes(cfg) == ["model.width"]
+    pipeline_claims(cfg, tmp_path)
+    summary = pd.read_csv(tmp_path / "runs/linear/summary.csv")
+    assert list(summary.columns[: summary.columns.get_loc("seed") + 2])[-2:] == ["seed", "model.width"]
+    assert sorted(summary["model.width"]) == [8, 8, 8, 8, 16, 16, 16, 16]
+    phase = pd.read_csv(tmp_path / "analysis/phase_diagram.csv").fillna({"variant": ""})
+    linear = phase[phase["method"] == "linear"]
+    assert sorted(linear["variant"].unique()) == ["model.width=16", "model.width=8"]
+    assert len(linear) == 4 and (linear["seeds"] == 2).all()  # 2 widths x 2 eta_trgt, each cell 2 seeds
+    assert (phase.loc[phase["method"] == "none", "variant"] == "").all()
+    runs = pd.read_csv(tmp_path / "analysis/runs.csv")
+    assert set(runs.loc[runs["method"] == "none", "model.width"]) == {8}
+    # C4 pairs a width-16 warmup run with nothing: the no-warmup runs are width 8
+    runs["model.width"] = runs["model.width"].astype(str)
+    units = check_c4(runs, ("model.width",)).numbers["fixed_eta_units"]
+    pooled = check_c4(runs).numbers["fixed_eta_units"]
+    ok = runs[runs["failed"] == 0]
+    base = set(zip(ok.loc[ok["method"] == "none", "seed"], ok.loc[ok["method"] == "none", "eta_trgt_setting"]))
+    lin = ok[ok["method"] == "linear"]
+    matched = [(s, e) in base for s, e in zip(lin["seed"], lin["eta_trgt_setting"])]
+    assert units == sum(m for m, w in zip(matched, lin["model.width"]) if w == "8") and pooled == sum(matched)
+    assert 0 < units < pooled
+    trainable = pd.read_csv(tmp_path / "analysis/max_trainable_lr.csv")
+    assert len(trainable[trainable["method"] == "linear"]) == 2  # one row per width
+    build_report(cfg, tmp_path, log_to_mlflow=False)
+    assert "model.width=16" in (tmp_path / "reports/report.md").read_text()

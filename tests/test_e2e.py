@@ -150,7 +150,11 @@ def test_outputs_metrics_and_plots(repo):
 
     methods = pd.read_csv(repo / "analysis/methods.csv").set_index("method")
     assert set(methods.index) == set(TINY["methods"])
-    assert methods.loc["gi_adam", "runs"] == 2 and methods.loc["gi_adam", "optimizer"] == "gi_adam"
+    # the v_bias_correction grid splits gi_adam in two (one row, one phase-diagram panel each), never averaged
+    gi = methods.loc[["gi_adam"]]
+    assert sorted(gi["variant"]) == ["optimizer.v_bias_correction=False", "optimizer.v_bias_correction=True"]
+    assert (gi["runs"] == 1).all() and (gi["optimizer"] == "gi_adam").all()
+    assert pd.read_csv(repo / "runs/gi_adam/summary.csv")["optimizer.v_bias_correction"].tolist() == [True, False]
     cat = pd.read_csv(repo / "runs/catapult_init/summary.csv").iloc[0]
     assert cat["warmup_steps_used"] + cat["warmup_steps_saved"] == 10
     assert cat["warmup_steps_used"] == max(1, math.ceil(10 * (1 - cat["critical_lr"] / cat["eta_trgt"])))

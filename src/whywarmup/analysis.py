@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import ACCURACY_POINT, ClaimResult, catapult_init_vs_linear, check_claims
-from .config import Config
+from .config import Config, axis_value, config_axes, method_axes
 from .errors import WhywarmupError
 from .files import atomic_write_text
 from .run_stats import detect_catapults, run_statistics
@@ -35,11 +35,12 @@ def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
 
 
 def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, eta_trgt setting, T_wrm): the mean test accuracy over the seeds that trained, the seed
+    """One row per (method, variant, eta_trgt setting, T_wrm), where the variant names the values of the method's
+    other grid axes (add_axes): the mean test accuracy over the seeds that trained, the seed
     count and how many seeds diverged or failed; `cell` is trained (every seed), diverged / failed (no seed trained;
     diverged when any did) or partial."""
     trained = runs.assign(_acc=runs["final_test_accuracy"].where(runs["failed"] == 0))
-    g = trained.groupby(["method", "eta_trgt_setting", "T_wrm"], sort=True)
+    g = trained.groupby(["method", "variant", "eta_trgt_setting", "T_wrm"], sort=True)
     out = g.agg(
         final_test_accuracy=("_acc", "mean"),
         final_test_accuracy_sd=("_acc", "std"),
@@ -60,15 +61,16 @@ def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
-    """Largest trainable eta_trgt setting for each (method, T_wrm); NaN when none trains."""
+    """Largest trainable eta_trgt setting for each (method, variant, T_wrm); NaN when none trains."""
     rows = []
-    for (method, t_wrm), cells in phase.groupby(["method", "T_wrm"], sort=True):
+    for (method, variant, t_wrm), cells in phase.groupby(["method", "variant", "T_wrm"], sort=True):
         ok = cells[cells["trainable"]]
         best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
         low, high = robust_range(ok.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
                 "method": method,
+                "variant": variant,
                 "T_wrm": int(t_wrm),
                 "max_trainable_eta_trgt_setting": ok["eta_trgt_setting"].max() if len(ok) else math.nan,
                 "max_trainable_eta_trgt": ok["eta_trgt"].max() if len(ok) else math.nan,
@@ -92,16 +94,17 @@ def robust_range(accuracy_by_eta: pd.Series, within: float = ACCURACY_POINT) -> 
 
 
 def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
-    """Per method: the largest trainable eta_trgt over all its T_wrm, the best final test accuracy, the mean
-    final test accuracy over trainable cells, and the median warmup steps used and saved (PAPER.md C5-C7)."""
+    """Per method and variant: the largest trainable eta_trgt over all its T_wrm, the best final test accuracy, the
+    mean final test accuracy over trainable cells, and the median warmup steps used and saved (PAPER.md C5-C7)."""
     rows = []
-    for method, r in runs.groupby("method", sort=False):
-        cells = phase[(phase["method"] == method) & phase["trainable"]]
+    for (method, variant), r in runs.groupby(["method", "variant"], sort=False):
+        cells = phase[(phase["method"] == method) & (phase["variant"] == variant) & phase["trainable"]]
         ok = r[r["failed"] == 0]
         low, high = robust_range(cells.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
                 "method": method,
+                "variant": variant,
                 "kind": r["kind"].iloc[0],
                 "optimizer": r["optimizer"].iloc[0],
                 "runs": len(r),
@@ -128,7 +131,7 @@ def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
     with what changes the initialization or the optimizer (seed, model, optimizer hyperparameters)."""
     if "critical_lr_times_lambda_0" not in runs:
         return pd.DataFrame()
-    g = runs.dropna(subset=["critical_lr_times_lambda_0"]).groupby("method", sort=False)
+    g = runs.dropna(subset=["critical_lr_times_lambda_0"]).groupby(["method", "variant"], sort=False)
     return g.agg(
         runs=("run_key", "count"),
         lambda_0_median=("lambda_0", "median"),
@@ -159,8 +162,10 @@ def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.
 
 
 def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: str) -> pd.DataFrame:
-    cells = phase[(phase["method"] == method) & phase["trainable"]]
     mine = runs[runs["method"] == method]
+    variant = sorted(mine["variant"].unique())[0]  # one variant of the method's other grid axes per panel
+    mine = mine[mine["variant"] == variant]
+    cells = phase[(phase["method"] == method) & (phase["variant"] == variant) & phase["trainable"]]
     if cells.empty:
         eta = mine["eta_trgt_setting"].min()
     else:
@@ -191,6 +196,7 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
             rows.append(
                 {
                     "method": row.method,
+                    "variant": row.variant,
                     "run_key": row.run_key,
                     "mlflow_run_id": row.mlflow_run_id,
                     "eta_trgt_setting": row.eta_trgt_setting,
@@ -204,7 +210,7 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
                     "sharpness_after_over_before": e.sharpness_after / e.sharpness_before,
                 }
             )
-    columns = ["method", "run_key", "mlflow_run_id", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
+    columns = ["method", "variant", "run_key", "mlflow_run_id", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
     columns += ["loss_peak_over_min", "sharpness_before", "sharpness_after", "sharpness_after_over_before"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -244,8 +250,11 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, train
             "best_final_test_accuracy_sd": best["final_test_accuracy_sd"] if best is not None else None,
             "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else None,
             "best_T_wrm": int(best["T_wrm"]) if best is not None else None,
+            **({"best_variant": best["variant"]} if best is not None and best["variant"] else {}),
             "max_trainable_eta_trgt_setting": {
-                f"T_wrm={int(row.T_wrm)}": row.max_trainable_eta_trgt_setting for row in t.itertuples()
+                (f"{row.variant} " if row.variant else "")
+                + f"T_wrm={int(row.T_wrm)}": row.max_trainable_eta_trgt_setting
+                for row in t.itertuples()
             },
             "lambda_0_mean": r["lambda_0"].mean(),
             # eta_c lambda_0: 2 for a quadratic along the gradient (PAPER.md section 5)
@@ -287,6 +296,31 @@ def _largest_by_family(runs: pd.DataFrame, trainable: pd.DataFrame) -> dict[str,
             top = values.max()
             out[fam] = {"eta_trgt_setting": top, "methods": sorted(values[values == top].index)}
     return out
+
+
+def add_axes(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every grid / override axis of the configuration (config_axes) as a column with each run's resolved value, as
+    text, for every run (a key a method does not set has the value of the global section), and `variant`: the
+    axes that vary within the run's method, e.g. "model.width=32" ("" when none does). Runs that differ in an
+    axis are never pooled: phase diagrams and tables group by variant, claims pair runs on every axis."""
+    configs = {r.key: r for method in cfg.methods for r in cfg.runs(method)}
+    missing = sorted(set(runs["run_key"]) - set(configs))
+    if missing:
+        raise WhywarmupError(
+            f"The training outputs hold {len(missing)} run(s) that params.yaml does not define (e.g. {missing[0]}): "
+            "runs/ was made with other parameters or code. Run `dvc repro` to retrain what changed."
+        )
+    runs = runs.copy()
+    for key in config_axes(cfg):
+        runs[key] = [str(axis_value(configs[k], key)) for k in runs["run_key"]]
+    variant = pd.Series("", index=runs.index)
+    for method, entry in cfg.methods.items():
+        mine = runs["method"] == method
+        varying = [k for k in method_axes(entry) if runs.loc[mine, k].nunique() > 1]
+        if varying:
+            variant[mine] = runs.loc[mine, varying].apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    runs["variant"] = variant
+    return runs
 
 
 def add_run_statistics(cfg: Config, runs: pd.DataFrame, root: Path) -> pd.DataFrame:
@@ -332,7 +366,7 @@ def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
 
 def analyze(cfg: Config, root: Path) -> dict:
     """Write analysis/*.csv, analysis/plots/*.csv (DVC plots) and metrics.json; returns the metrics."""
-    runs = add_run_statistics(cfg, load_summaries(cfg, root), root)
+    runs = add_run_statistics(cfg, add_axes(cfg, load_summaries(cfg, root)), root)
     phase = phase_diagram(runs)
     trainable = max_trainable(phase)
     out = root / "analysis"
@@ -342,7 +376,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
     _write_csv(method_table(runs, phase), out / "methods.csv")
     _write_csv(catapult_table(runs, root), out / "catapults.csv")
-    _write_csv(catapult_init_vs_linear(runs), out / "catapult_init_vs_linear.csv")
+    _write_csv(catapult_init_vs_linear(runs, tuple(config_axes(cfg))), out / "catapult_init_vs_linear.csv")
     chosen = trajectory_runs(cfg, runs, phase)
     _write_csv(chosen, out / "trajectory_runs.csv")
     # DVC plot data: the trajectory of the longest-warmup run of the first panel of the Fig.-1 set.
@@ -351,7 +385,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     measured = traj.dropna(subset=["sharpness", "stability_threshold"])
     _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")
     _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
-    claims = check_claims(runs)
+    claims = check_claims(runs, tuple(config_axes(cfg)))
     _write_csv(claims_table(claims), out / "claims.csv")
     metrics = headline_metrics(cfg, runs, phase, trainable)
     metrics["claims"] = _clean(claims_metrics(claims))

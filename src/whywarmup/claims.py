@@ -33,6 +33,7 @@ from .run_stats import FOLLOW_BAND
 
 __all__ = ["SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "ClaimResult", "check_claims", "catapult_init_vs_linear"]
 
+Axes = tuple[str, ...]  # columns of the grid / override axes: runs that differ in one are never paired or pooled
 ACCURACY_POINT = 0.01  # the robust eta_trgt range of the analysis: within one accuracy point of the best
 MORE_SEEDS = f"add seeds: grid seed: [0, 1, 2, 3, 4] (a pooled verdict needs at least {MIN_SEEDS})"
 
@@ -88,23 +89,24 @@ def largest_trainable(runs: pd.DataFrame) -> float:
     return float(ok.max()) if len(ok) else 0.0
 
 
-def check_c1(runs: pd.DataFrame) -> ClaimResult:
+def check_c1(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = "The largest trainable eta_trgt (no divergence, no failure to learn) grows with T_wrm."
     res = ClaimResult("C1", statement, INCONCLUSIVE, figure="max_trainable_lr.png")
     fam = _sgd_warmup_family(runs)
     grid_max = fam["eta_trgt_setting"].max() if len(fam) else math.nan
-    largest = {(int(s), int(t)): largest_trainable(g) for (s, t), g in fam.groupby(["seed", "T_wrm"])}
-    twrms = sorted({t for _, t in largest})
-    # one unit per seed and consecutive pair of warmup lengths: did the largest trainable eta_trgt grow?
+    # (other axes..., seed, T_wrm) -> the largest eta_trgt that trained there
+    largest = {k: largest_trainable(g) for k, g in fam.groupby([*axes, "seed", "T_wrm"])}
+    twrms = sorted({k[-1] for k in largest})
+    # one unit per seed (and value of the other axes) and consecutive pair of warmup lengths: did it grow?
     units = []
-    for seed in sorted({s for s, _ in largest}):
-        mine = [largest[(seed, t)] for t in twrms if (seed, t) in largest]
+    for *cell, seed in sorted({k[:-1] for k in largest}):
+        mine = [largest[(*cell, seed, t)] for t in twrms if (*cell, seed, t) in largest]
         units += [{"seed": seed, "sign": int(np.sign(b - a))} for a, b in zip(mine, mine[1:])]
     res.numbers = {
         "largest_trainable_by_T_wrm_median": {
-            t: float(np.median([v for (s, tt), v in largest.items() if tt == t])) for t in twrms
+            int(t): float(np.median([v for k, v in largest.items() if k[-1] == t])) for t in twrms
         },
-        "largest_trainable_by_T_wrm_min": {t: min(v for (s, tt), v in largest.items() if tt == t) for t in twrms},
+        "largest_trainable_by_T_wrm_min": {int(t): min(v for k, v in largest.items() if k[-1] == t) for t in twrms},
         "largest_grid_value": grid_max,
     }
     if len(twrms) < 2:
@@ -119,7 +121,7 @@ def check_c1(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, [SignPart("growth", _units(units), "(seed, next T_wrm) steps")], hint)
 
 
-def check_c2(runs: pd.DataFrame) -> ClaimResult:
+def check_c2(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = (
         "Two regimes set by the initialization: with muP (small init) the sharpness rises during warmup until it meets "
         "2/eta_t and then follows it (progressive sharpening, edge of stability); with SP (large init) it falls from "
@@ -178,7 +180,7 @@ def check_c2(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, parts, "")
 
 
-def check_c3(runs: pd.DataFrame) -> ClaimResult:
+def check_c3(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = "Warmup reduces sharpness: lambda at the end of warmup < lambda_0 for runs with eta_trgt > 2/lambda_0."
     res = ClaimResult("C3", statement, INCONCLUSIVE, figure="trajectories.png")
     sel = _ok(runs[(runs["T_wrm"] > 1) & (runs["eta_trgt_times_lambda_0"] > 2) & (runs["optimizer"] == "sgd")])
@@ -192,31 +194,31 @@ def check_c3(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, [SignPart("below_lambda_0", units, "runs ending warmup below lambda_0")])
 
 
-def check_c4(runs: pd.DataFrame) -> ClaimResult:
+def check_c4(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = (
         "At a fixed trainable eta_trgt warmup changes final accuracy only a little; the best accuracy over the grid "
         "improves because larger eta_trgt become usable."
     )
     res = ClaimResult("C4", statement, INCONCLUSIVE, figure="phase_diagrams.png")
     fam = _ok(_sgd_warmup_family(runs))
-    base = fam[fam["T_wrm"] == 1].set_index(["seed", "eta_trgt_setting"])["final_test_accuracy"]
-    warm = fam[fam["T_wrm"] > 1]
+    cell = [*axes, "seed", "eta_trgt_setting"]
+    without = fam[fam["T_wrm"] == 1][[*cell, "final_test_accuracy"]]
     # (a) one unit per (seed, eta_trgt, T_wrm) trained with and without warmup: the accuracy difference
+    paired = fam[fam["T_wrm"] > 1].merge(without, on=cell, suffixes=("", "_without"))
     diffs = _units(
         [
-            {"seed": r.seed, "value": r.final_test_accuracy - base[(r.seed, r.eta_trgt_setting)]}
-            for r in warm.itertuples()
-            if (r.seed, r.eta_trgt_setting) in base.index
+            {"seed": s, "value": v}
+            for s, v in zip(paired["seed"], paired["final_test_accuracy"] - paired["final_test_accuracy_without"])
         ]
     )
-    paired = warm[[(s, e) in base.index for s, e in zip(warm["seed"], warm["eta_trgt_setting"])]]
     spread = seed_spread(
-        pd.concat([paired, fam[fam["T_wrm"] == 1]]), ["T_wrm", "eta_trgt_setting"], "final_test_accuracy"
+        pd.concat([paired, fam[fam["T_wrm"] == 1]]), [*axes, "T_wrm", "eta_trgt_setting"], "final_test_accuracy"
     )
+    warm = fam[fam["T_wrm"] > 1]
     # (b) one unit per seed: the best accuracy among the eta_trgt that only train with warmup, minus the best
     # accuracy without warmup
     best = []
-    for seed, mine in fam.groupby("seed"):
+    for (*_, seed), mine in fam.groupby([*axes, "seed"]):
         without = mine[mine["T_wrm"] == 1]
         if not len(without):
             continue
@@ -257,12 +259,12 @@ def check_c4(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, parts)
 
 
-def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
-    """catapult_init against linear at each (eta_trgt, T_wrm, seed) they share (same optimizer and
-    parametrization): warmup steps each used, steps saved, and final test accuracy of both."""
+def catapult_init_vs_linear(runs: pd.DataFrame, axes: Axes = ()) -> pd.DataFrame:
+    """catapult_init against linear at each (eta_trgt, T_wrm, seed) they share (same optimizer, parametrization and
+    value of every other axis): warmup steps each used, steps saved, and final test accuracy of both."""
     cat = runs[runs["kind"] == "catapult_init"]
     lin = runs[runs["kind"] == "linear"]
-    keys = ["optimizer", "parametrization", "eta_trgt_setting", "T_wrm", "seed"]
+    keys = ["optimizer", "parametrization", *axes, "eta_trgt_setting", "T_wrm", "seed"]
     cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed"]
     cols += [c for c in ["mlflow_run_id"] if c in runs]
     extra = [c for c in ["critical_lr_times_lambda_0"] if c in runs]  # catapult_init's eta_c, when searched
@@ -272,16 +274,16 @@ def catapult_init_vs_linear(runs: pd.DataFrame) -> pd.DataFrame:
     return pairs.sort_values(keys).reset_index(drop=True)
 
 
-def check_c5(runs: pd.DataFrame) -> ClaimResult:
+def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = "catapult_init reaches eta_trgt in fewer steps than linear with the same T_wrm, at comparable accuracy."
     res = ClaimResult("C5", statement, INCONCLUSIVE, figure="catapult_init_steps.png")
-    pairs = catapult_init_vs_linear(runs)
+    pairs = catapult_init_vs_linear(runs, axes)
     only_cat_failed = int(((pairs["failed_catapult_init"] > 0) & (pairs["failed_linear"] == 0)).sum())
     pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
     both = runs[runs["kind"].isin(["catapult_init", "linear"])]
-    cells = pairs[["eta_trgt_setting", "T_wrm"]].drop_duplicates()
-    both = _ok(both.merge(cells, on=["eta_trgt_setting", "T_wrm"]))
-    spread = seed_spread(both, ["method", "eta_trgt_setting", "T_wrm"])
+    cells = pairs[[*axes, "eta_trgt_setting", "T_wrm"]].drop_duplicates()
+    both = _ok(both.merge(cells, on=[*axes, "eta_trgt_setting", "T_wrm"]))
+    spread = seed_spread(both, ["method", *axes, "eta_trgt_setting", "T_wrm"])
     res.numbers = {
         "pairs": len(pairs),
         "pairs_where_only_catapult_init_failed": only_cat_failed,
@@ -311,7 +313,7 @@ def check_c5(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, parts)
 
 
-def check_c6(runs: pd.DataFrame) -> ClaimResult:
+def check_c6(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = (
         "GI-Adam has a much smaller initial preconditioned sharpness than Adam and trains at larger eta_trgt without "
         "warmup."
@@ -327,20 +329,25 @@ def check_c6(runs: pd.DataFrame) -> ClaimResult:
             "over the same absolute eta_trgt grid, e.g. [0.002, 0.008, 0.032, 0.128]."
         )
         return res
-    seeds = sorted(set(adam["seed"]) & set(gi["seed"]))
+    # pair on the axes both optimizers have (beta2, a model width, ...), not on one only GI-Adam has (v correction)
+    shared = [a for a in axes if not (adam[a] == "None").all() and not (gi[a] == "None").all()] + ["seed"]
     # (a) one unit per seed: log2 of Adam's over GI-Adam's initial preconditioned sharpness ("much": > 2x)
-    ratio = []
-    for s in seeds:
-        a = _median(adam.loc[adam["seed"] == s, "initial_preconditioned_sharpness"])
-        g = _median(gi.loc[gi["seed"] == s, "initial_preconditioned_sharpness"])
-        ratio.append({"seed": s, "value": math.log2(a / g) if a > 0 and g > 0 else math.nan})
+    p_adam = adam.groupby(shared)["initial_preconditioned_sharpness"].median()
+    p_gi = gi.groupby(shared)["initial_preconditioned_sharpness"].median()
+    both = p_adam.index.intersection(p_gi.index)
+    ratio = [
+        {"seed": k[-1] if isinstance(k, tuple) else k, "value": math.log2(p_adam[k] / p_gi[k])}
+        for k in both
+        if p_adam[k] > 0 and p_gi[k] > 0
+    ]
     # (b) one unit per (seed, eta_trgt) where exactly one of the two trains: +1 when it is GI-Adam
-    a_ok = adam.groupby(["seed", "eta_trgt_setting"])["failed"].max() == 0
-    g_ok = gi.groupby(["seed", "eta_trgt_setting"])["failed"].max() == 0
+    a_ok = adam.groupby([*shared, "eta_trgt_setting"])["failed"].max() == 0
+    g_ok = gi.groupby([*shared, "eta_trgt_setting"])["failed"].max() == 0
     common = a_ok.index.intersection(g_ok.index)
-    cells = _units([{"seed": s, "sign": int(g_ok[(s, e)]) - int(a_ok[(s, e)])} for s, e in common])
-    largest_adam = [largest_trainable(adam[adam["seed"] == s]) for s in seeds]
-    largest_gi = [largest_trainable(gi[gi["seed"] == s]) for s in seeds]
+    cells = _units([{"seed": k[-2], "sign": int(g_ok[k]) - int(a_ok[k])} for k in common])
+    groups = [k if isinstance(k, tuple) else (k,) for k in both]
+    largest_adam = [largest_trainable(adam.merge(pd.DataFrame([k], columns=shared), on=shared)) for k in groups]
+    largest_gi = [largest_trainable(gi.merge(pd.DataFrame([k], columns=shared), on=shared)) for k in groups]
     res.numbers.update(
         adam_over_gi_initial_preconditioned_sharpness=2 ** _median([r["value"] for r in ratio]) if ratio else math.nan,
         largest_trainable_adam_median=_median(largest_adam),
@@ -352,7 +359,7 @@ def check_c6(runs: pd.DataFrame) -> ClaimResult:
     other = gi_all[gi_all["v_bias_correction"] == False]  # noqa: E712
     if len(other):
         res.numbers["largest_trainable_gi_adam_without_v_correction_median"] = _median(
-            [largest_trainable(g) for _, g in other.groupby("seed")]
+            [largest_trainable(g) for _, g in other.groupby(shared)]
         )
     hint = ""
     if len(cells) and (cells["sign"] == 0).all() and adam["failed"].eq(0).all():
@@ -364,12 +371,12 @@ def check_c6(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, parts, hint)
 
 
-def check_c7(runs: pd.DataFrame) -> ClaimResult:
+def check_c7(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     statement = "persistent_catapult reaches eta_trgt without a T_wrm and matches the best linear T_wrm in accuracy."
     res = ClaimResult("C7", statement, INCONCLUSIVE, figure="persistent_vs_linear.png")
     pc = _ok(runs[runs["kind"] == "persistent_catapult"])
     lin = _ok(runs[(runs["kind"] == "linear") & runs["optimizer"].isin(pc["optimizer"].unique())])
-    cell = ["optimizer", "parametrization", "eta_trgt_setting"]
+    cell = ["optimizer", "parametrization", *axes, "eta_trgt_setting"]
     # the best linear T_wrm of each eta_trgt: highest mean accuracy over its seeds
     means = lin.groupby([*cell, "T_wrm"])["final_test_accuracy"].mean().reset_index()
     best = means.loc[means.groupby(cell)["final_test_accuracy"].idxmax()] if len(means) else means
@@ -407,7 +414,7 @@ def check_c7(runs: pd.DataFrame) -> ClaimResult:
     return _decide(res, parts, f"Mixed evidence: {MORE_SEEDS}, or more training steps.")
 
 
-CHECKS: tuple[Callable[[pd.DataFrame], ClaimResult], ...] = (
+CHECKS: tuple[Callable[[pd.DataFrame, Axes], ClaimResult], ...] = (
     check_c1,
     check_c2,
     check_c3,
@@ -418,8 +425,10 @@ CHECKS: tuple[Callable[[pd.DataFrame], ClaimResult], ...] = (
 )
 
 
-def check_claims(runs: pd.DataFrame) -> list[ClaimResult]:
-    return [check(runs) for check in CHECKS]
+def check_claims(runs: pd.DataFrame, axes: Axes = ()) -> list[ClaimResult]:
+    """Every claim; `axes` are the columns of the grid / override axes (analysis.add_axes): runs are compared only
+    with runs that have the same value on each of them."""
+    return [check(runs, axes) for check in CHECKS]
 
 
 def _median(values) -> float:

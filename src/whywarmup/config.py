@@ -151,6 +151,29 @@ class Config(Strict):
         return expand_method(self, method)
 
 
+FIXED_AXES = ("eta_trgt", "warmup_steps", "seed")  # summary.csv's eta_trgt_setting, T_wrm and seed
+
+
+def method_axes(method: Any) -> list[str]:
+    """The dotted keys a method sets beyond eta_trgt, T_wrm and seed: its grid keys, then its overrides. Runs that
+    differ in one of them are different experiments, never pooled (their resolved values are summary.csv columns)."""
+    keys = dict.fromkeys([*method.grid, *method.overrides])
+    return [k for k in keys if k not in FIXED_AXES]
+
+
+def config_axes(cfg: Config) -> list[str]:
+    """method_axes of every method, in order of first appearance."""
+    return list(dict.fromkeys(k for m in cfg.methods.values() for k in method_axes(m)))
+
+
+def axis_value(run: RunConfig, key: str) -> Any:
+    """The resolved value of a dotted key in one run (None where the key does not apply, e.g. beta2 of SGD)."""
+    node: Any = run if key.split(".")[0] in GLOBAL_SECTIONS else run.method
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node
+
+
 def shift_seeds(cfg: Config, offset: int) -> Config:
     """The same configuration with every initialization seed moved by `offset` (a method's `seed` and its grid's
     seed values): a disjoint seed set, to check that verdicts do not depend on which seeds were drawn."""

@@ -23,7 +23,7 @@ import yaml  # noqa: E402
 
 from .analysis import read_trajectory  # noqa: E402
 from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, catapult_init_vs_linear  # noqa: E402
-from .config import Config  # noqa: E402
+from .config import Config, config_axes  # noqa: E402
 from .evidence import MIN_SEEDS  # noqa: E402
 from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .tracking import TAG_ROLE, redact  # noqa: E402
@@ -42,8 +42,21 @@ def _eta_label(runs: pd.DataFrame) -> str:
     return "c = eta_trgt * lambda_0" if relative else "eta_trgt"
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """An analysis table; `variant` "" (no other grid axis varies) stays "" instead of NaN."""
+    table = pd.read_csv(path)
+    if "variant" in table:
+        table["variant"] = table["variant"].fillna("").astype(str)
+    return table
+
+
+def _panel_title(method: str, variant: str) -> str:
+    return f"{method} ({variant})" if variant else method
+
+
 def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
-    methods = list(dict.fromkeys(runs["method"]))
+    """One panel per method and variant (the values of its other grid axes): never two axis values in one cell."""
+    methods = list(dict.fromkeys(zip(runs["method"], runs["variant"])))
     trained = phase.loc[phase["cell"].isin(["trained", "partial"]), "final_test_accuracy"]
     vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
     ncols = min(4, len(methods))
@@ -53,8 +66,8 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
     )
     for ax in axes.flat[len(methods) :]:
         ax.set_visible(False)
-    for ax, method in zip(axes.flat, methods):
-        cells = phase[phase["method"] == method]
+    for ax, (method, variant) in zip(axes.flat, methods):
+        cells = phase[(phase["method"] == method) & (phase["variant"] == variant)]
         etas = sorted(cells["eta_trgt_setting"].unique())
         twrms = sorted(cells["T_wrm"].unique())
         grid = np.full((len(twrms), len(etas)), np.nan)
@@ -82,7 +95,7 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_yticks(range(len(twrms)), [str(t) for t in twrms])
         ax.set_xlabel(_eta_label(runs[runs["method"] == method]))
         ax.set_ylabel("T_wrm (0: persistent catapult)" if 0 in twrms else "T_wrm")
-        ax.set_title(method)
+        ax.set_title(_panel_title(method, variant))
     fig.colorbar(im, ax=axes.ravel().tolist(), label="final test accuracy", shrink=0.6)
     seeds = int(phase["seeds"].max()) if len(phase) else 0
     fig.suptitle(
@@ -104,9 +117,9 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
     groups = list(runs.groupby("eta_relative_to", sort=True))
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
     for ax, (_, group) in zip(axes[0], groups):
-        for method in dict.fromkeys(group["method"]):
-            rows = trainable[trainable["method"] == method]
-            ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=method)
+        for method, variant in dict.fromkeys(zip(group["method"], group["variant"])):
+            rows = trainable[(trainable["method"] == method) & (trainable["variant"] == variant)]
+            ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=_panel_title(method, variant))
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("T_wrm (0: persistent catapult)")
@@ -173,7 +186,8 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         )
         param = runs["parametrization"].iloc[-1] if "parametrization" in runs else "sp"
         eta = runs["eta_trgt_setting"].iloc[0]
-        title = f"{panel} ({param}): {_eta_label(runs)} = {eta:g}"
+        variant = runs["variant"].iloc[-1] if "variant" in runs else ""
+        title = f"{panel} ({param}{', ' + variant if variant else ''}): {_eta_label(runs)} = {eta:g}"
         titles.append(title)
         axes[0].set_title(title, fontsize=10, loc="left")
         axes[0].set_ylabel("learning rate")
@@ -228,10 +242,10 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
     )
 
 
-def steps_saved_figure(runs: pd.DataFrame, path: Path) -> Figure | None:
+def steps_saved_figure(runs: pd.DataFrame, path: Path, axes: tuple[str, ...] = ()) -> Figure | None:
     """Warmup steps used by catapult_init and by linear at each (eta_trgt, T_wrm) (PAPER.md C5): the pairs C5 is
     computed from (same optimizer, parametrization, eta_trgt, T_wrm, seed; both trained)."""
-    pairs = catapult_init_vs_linear(runs)
+    pairs = catapult_init_vs_linear(runs, axes)
     pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
     if pairs.empty:
         return None
@@ -428,10 +442,10 @@ def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
     analysis = root / "analysis"
-    runs = pd.read_csv(analysis / "runs.csv")
-    phase = pd.read_csv(analysis / "phase_diagram.csv")
-    trainable = pd.read_csv(analysis / "max_trainable_lr.csv")
-    chosen = pd.read_csv(analysis / "trajectory_runs.csv")
+    runs, phase, trainable, chosen = (
+        _read_table(analysis / f"{name}.csv")
+        for name in ("runs", "phase_diagram", "max_trainable_lr", "trajectory_runs")
+    )
     out = root / "reports"
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -440,12 +454,13 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         phase_diagram_figure(phase, runs, figdir / "phase_diagrams.png"),
         max_trainable_figure(trainable, runs, figdir / "max_trainable_lr.png"),
         gi_adam_figure(root, runs, figdir / "gi_adam_vs_adam.png"),
-        steps_saved_figure(runs, figdir / "catapult_init_steps.png"),
+        steps_saved_figure(runs, figdir / "catapult_init_steps.png", tuple(config_axes(cfg))),
         persistent_figure(root, runs, figdir / "persistent_vs_linear.png"),
     ]
     figures = [f for f in figures if f is not None]
     summary_cols = [
         "method",
+        *(["variant"] if trainable["variant"].any() else []),
         "T_wrm",
         "max_trainable_eta_trgt_setting",
         "best_final_test_accuracy",

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config, RunConfig
+from .config import Config, RunConfig, axis_value, method_axes
 from .data import PreparedData, load_prepared, prepared_path
 from .errors import WhywarmupError
 from .files import atomic_write_bytes, atomic_write_text
@@ -266,6 +266,9 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
                     new = _sequential(tracker, parent, todo, data, work_dir, log_every, progress, bar, state.record)
             by_key = {**done, **{row["run_key"]: row for row in new}}
             summary = pd.DataFrame([by_key[run.key] for run in runs])
+            for key in reversed(method_axes(entry)):  # every grid / override axis as a column, after `seed`
+                if key not in summary:
+                    summary.insert(summary.columns.get_loc("seed") + 1, key, [axis_value(r, key) for r in runs])
             atomic_write_text(work_dir / "summary.csv", summary.to_csv(index=False))
             counts = {
                 "runs": float(len(summary)),
