@@ -586,7 +586,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><b
 
 
 def _log_report(cfg: Config, root: Path, out: Path) -> None:
-    from .sweep import open_tracker
+    from .tracking import open_tracker
 
     tracker = open_tracker(cfg, root)
     run_id = tracker.client.create_run(

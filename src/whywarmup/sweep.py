@@ -21,13 +21,8 @@ from .config import Config, RunConfig, axis_value, method_axes
 from .data import PreparedData, load_prepared, prepared_path
 from .errors import WhywarmupError
 from .files import atomic_write_bytes, atomic_write_text
-from .tracking import TAG_RUN_KEY, Tracker, flatten, resolve_tracking_uri
+from .tracking import TAG_RUN_KEY, Tracker, flatten, open_tracker
 from .train import RunResult, summary_row, train_run
-
-
-def open_tracker(cfg: Config, root: Path) -> Tracker:
-    """Connect to the tracking store (raises TrackingError before any training when it is unusable)."""
-    return Tracker(resolve_tracking_uri(cfg.tracking.uri, root), cfg.tracking.experiment, root)
 
 
 def _log_result(tracker: Tracker, child: str, result: RunResult, path: Path, log_every: int) -> None:

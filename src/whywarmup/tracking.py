@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .errors import TrackingError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 TAG_METHOD = "whywarmup.method"
 TAG_KIND = "whywarmup.kind"
@@ -215,3 +218,9 @@ class Tracker:
             self.end(run_id, "FAILED")
             raise
         self.end(run_id, "FINISHED")
+
+
+def open_tracker(cfg: Config, root: Path) -> Tracker:
+    """Connect to the tracking store of a configuration (raises TrackingError before any training when it is
+    unusable)."""
+    return Tracker(resolve_tracking_uri(cfg.tracking.uri, root), cfg.tracking.experiment, root)
