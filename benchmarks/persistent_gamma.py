@@ -2,7 +2,7 @@
 
 For each gamma and target c (eta_trgt = c / lambda_0) it trains the default params.yaml model with the
 persistent_catapult method and reports the update at which eta_trgt was reached, the catapults it induced, the
-final status and test accuracy. PAPER.md section 6 asks for gamma's default to be chosen by such a measurement.
+final status and test accuracy. docs/science.md section 6 asks for gamma's default to be chosen by such a measurement.
 
     python benchmarks/persistent_gamma.py [--params params.yaml] [--gammas 1.0 1.1 1.25 1.5 2] [--targets 32 128]
 """

@@ -25,7 +25,7 @@ from whywarmup.cli import main
 from whywarmup.config import _known_keys, dvc_tracked_sections
 
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
-# Fields that must be > 0 (PAPER.md / the meaning of each knob), so 0 is a bad value for them.
+# Fields that must be > 0 (docs/science.md / the meaning of each knob), so 0 is a bad value for them.
 POSITIVE = re.compile(
     r"^(training\.(steps|eval_every|divergence_factor)|model\.(depth|width)|data\.test_fraction|"
     r"sharpness\.(subset_size|chunk_size|tol|max_matvecs|num_minibatches)|tracking\.log_every|"

@@ -1,4 +1,4 @@
-"""presets/: each file is valid, says what PAPER.md section 8 says, and runs end to end (prepare, train, analyze,
+"""presets/: each file is valid, says what docs/science.md section 8 says, and runs end to end (prepare, train, analyze,
 report) with its own model, loss, optimizers and augmentation on a tiny CIFAR-10 written in the real on-disk
 format, with the lengths and grids shrunk."""
 
@@ -40,7 +40,7 @@ def test_wrn_presets_are_the_papers_setting(name):
     assert (cfg.data.dataset, cfg.data.num_examples) == ("cifar10", None)
     assert (cfg.model.kind, cfg.model.depth, cfg.model.widen_factor) == ("wrn", 16, 4)
     assert (cfg.training.batch_size, cfg.training.steps, cfg.training.augment) == (128, 100_000, "flip_crop")
-    assert cfg.training.mixup_alpha > 0  # flip, crop, then mixup (PAPER.md section 8)
+    assert cfg.training.mixup_alpha > 0  # flip, crop, then mixup (docs/science.md section 8)
     runs = [r for m in cfg.methods for r in cfg.runs(m)]
     assert 1 in {r.method.warmup_steps for r in runs} and 1024 in {r.method.warmup_steps for r in runs}
     if name.endswith("adam_vs_gi_adam"):

@@ -1,7 +1,7 @@
 """Analysis stage: per-method phase diagrams, largest trainable eta_trgt per T_wrm, and metrics.json.
 
 A grid cell (eta_trgt, T_wrm) is *trainable* when none of its seeds failed; a failure is divergence (NaN/Inf
-or exploding loss) or a final train accuracy below 1.5 / num_classes (PAPER.md section 7).
+or exploding loss) or a final train accuracy below 1.5 / num_classes (docs/science.md section 7).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def robust_range(accuracy_by_eta: pd.Series, within: float = ACCURACY_POINT) -> 
 
 def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
     """Per method and variant: the largest trainable eta_trgt over all its T_wrm, the best final test accuracy, the
-    mean final test accuracy over trainable cells, and the median warmup steps used and saved (PAPER.md C5-C7)."""
+    mean final test accuracy over trainable cells, and the median warmup steps used and saved (docs/science.md
+    C5-C7)."""
     rows = []
     for (method, variant), r in runs.groupby(["method", "variant"], sort=False):
         cells = phase[(phase["method"] == method) & (phase["variant"] == variant) & phase["trainable"]]
@@ -126,7 +127,7 @@ def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
 
 
 def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """eta_c lambda_0 per method across its grid (PAPER.md section 5: 2 for a quadratic along the gradient,
+    """eta_c lambda_0 per method across its grid (docs/science.md section 5: 2 for a quadratic along the gradient,
     2.5-3 measured on the digits FCN). The search runs at initialization, so within a method it varies only
     with what changes the initialization or the optimizer (seed, model, optimizer hyperparameters)."""
     if "critical_lr_times_lambda_0" not in runs:
@@ -257,7 +258,7 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, train
                 for row in t.itertuples()
             },
             "lambda_0_mean": r["lambda_0"].mean(),
-            # eta_c lambda_0: 2 for a quadratic along the gradient (PAPER.md section 5)
+            # eta_c lambda_0: 2 for a quadratic along the gradient (docs/science.md section 5)
             "critical_lr_times_lambda_0_mean": (
                 r["critical_lr_times_lambda_0"].mean() if "critical_lr_times_lambda_0" in r else None
             ),

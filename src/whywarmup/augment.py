@@ -1,4 +1,5 @@
-"""Data augmentation of the training minibatches (PAPER.md section 8: flip, crop, then mixup for the WideResNet runs).
+"""Data augmentation of the training minibatches (docs/science.md section 8: flip, crop, then mixup for the
+WideResNet runs).
 
 `flip_crop`: each image is flipped left-right with probability 1/2, then padded by `pad` pixels on every side
 and cropped back to its size at a uniformly random offset (the standard CIFAR augmentation). Images are already

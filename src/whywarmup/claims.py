@@ -1,4 +1,5 @@
-"""Verdicts on the paper's claims C1-C7 (PAPER.md section 7), computed from this pipeline's runs over several seeds.
+"""Verdicts on the paper's claims C1-C7 (docs/science.md section 7), computed from this pipeline's runs over
+several seeds.
 
 Each check takes the runs table (one row per run: summary.csv columns, the per-run statistics of run_stats.py,
 and the resolved-config columns `parametrization` and `v_bias_correction`), builds the claim's units of evidence

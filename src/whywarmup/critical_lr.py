@@ -1,4 +1,4 @@
-"""Critical learning rate by the loss-catapult search (PAPER.md section 5, the paper's Algorithms 1-2).
+"""Critical learning rate by the loss-catapult search (docs/science.md section 5, the paper's Algorithms 1-2).
 
 Probe(eta): from the current parameters take ONE update of the run's own optimizer (its type,
 hyperparameters and state) with the gradient of a fixed batch B, and evaluate the loss on B. The loss

@@ -3,7 +3,7 @@
 The loss whose Hessian is measured is the sample-weighted mean loss over all measurement batches, evaluated
 in chunks so that the measurement set can be larger than what fits in one forward pass:
     H = sum_i (n_i / N) H_i,   H_i = Hessian of the mean loss on chunk i.
-With a diagonal preconditioner P (Adam, PAPER.md section 3) the operator is P^-1/2 H P^-1/2, which has the
+With a diagonal preconditioner P (Adam, docs/science.md section 3) the operator is P^-1/2 H P^-1/2, which has the
 same spectrum as P^-1 H.
 """
 

@@ -1,4 +1,4 @@
-"""Losses exactly as PAPER.md section 1. Targets are class indices (N,) or class probabilities (N, C) (mixup)."""
+"""Losses exactly as docs/science.md section 1. Targets are class indices (N,) or class probabilities (N, C) (mixup)."""
 
 from __future__ import annotations
 

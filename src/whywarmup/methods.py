@@ -61,7 +61,7 @@ class NoWarmup(MethodBase):
 
 
 class LinearWarmup(MethodBase):
-    """eta_t = eta_trgt (t / T_wrm)^k for t <= T_wrm (PAPER.md section 2 with eta_init = 0)."""
+    """eta_t = eta_trgt (t / T_wrm)^k for t <= T_wrm (docs/science.md section 2 with eta_init = 0)."""
 
     kind: Literal["linear"]
     warmup_steps: StepCount = Field(64, description="T_wrm (1 = no warmup).")
@@ -78,7 +78,7 @@ class LinearWarmup(MethodBase):
 
 
 class GIAdamMethod(LinearWarmup):
-    """GI-Adam (PAPER.md section 6): optimizer gi_adam (v_0 = g_0^2), without warmup unless warmup_steps > 1."""
+    """GI-Adam (docs/science.md section 6): optimizer gi_adam (v_0 = g_0^2), without warmup unless warmup_steps > 1."""
 
     kind: Literal["gi_adam"]
     optimizer: OptimizerConfig = Field(default_factory=GIAdamConfig)

@@ -1,4 +1,4 @@
-"""Models of PAPER.md section 8: FCN (SP or muP), a Myrtle-style CNN, and WideResNet with LayerNorm.
+"""Models of docs/science.md section 8: FCN (SP or muP), a Myrtle-style CNN, and WideResNet with LayerNorm.
 
 No dropout and no BatchNorm anywhere, so the loss on a fixed batch is a deterministic function of the
 parameters and its Hessian is well defined.

@@ -11,7 +11,7 @@ from .sections import AdamConfig, GIAdamConfig, OptimizerConfig, SGDConfig
 
 
 class GIAdam(torch.optim.Optimizer):
-    """GI-Adam (PAPER.md section 6): Adam whose second moment starts at v_0 = g_0^2 instead of 0; m_0 = 0.
+    """GI-Adam (docs/science.md section 6): Adam whose second moment starts at v_0 = g_0^2 instead of 0; m_0 = 0.
 
     g_0 is the gradient at the first `step()` (the first batch at initialization), unless
     `initialize_second_moment(grads)` was called before with the gradient of another batch.
@@ -128,7 +128,7 @@ def is_adaptive(cfg: OptimizerConfig) -> bool:
 
 
 def stability_constant(cfg: OptimizerConfig) -> float:
-    """c such that the update is unstable when lr * sharpness > c (PAPER.md section 3).
+    """c such that the update is unstable when lr * sharpness > c (docs/science.md section 3).
 
     SGD with heavy-ball momentum beta: 2 + 2 beta (2 for plain GD). Adam-family: (2 + 2 beta1) / (1 - beta1),
     to be compared with the *preconditioned* sharpness (38 for beta1 = 0.9).
@@ -151,7 +151,7 @@ def _radam_rectification(step: int, beta2: float) -> float | None:
 def adam_preconditioner(optimizer: torch.optim.Optimizer, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Diagonal P of the NEXT update of an Adam-family optimizer, one tensor per parameter.
 
-    The update is  theta -= lr * m_t / P  with (PAPER.md section 3)
+    The update is  theta -= lr * m_t / P  with (docs/science.md section 3)
         v_t = beta2 v_{t-1} + (1 - beta2) g_t^2,  vhat_t = v_t / (1 - beta2^t),
         P_t = (1 - beta1^t) (sqrt(vhat_t) + eps).
     `grads` are the gradients g_t of the batch of that update, in the order of the optimizer's parameters.

@@ -131,7 +131,7 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
         path,
         "Largest trainable eta_trgt vs T_wrm",
         "For each method and warmup length, the largest target learning rate at which no seed failed "
-        "(PAPER.md claim C1: it grows with T_wrm).",
+        "(docs/science.md claim C1: it grows with T_wrm).",
         runs["mlflow_run_id"].tolist(),
     )
 
@@ -209,7 +209,8 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
 
 
 def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
-    """Preconditioned sharpness of Adam and GI-Adam without warmup at the smallest common eta_trgt (PAPER.md C6)."""
+    """Preconditioned sharpness of Adam and GI-Adam without warmup at the smallest common eta_trgt, every seed
+    (docs/science.md C6)."""
     sel = runs[(runs["T_wrm"] == 1) & runs["optimizer"].isin(["adam", "gi_adam"])]
     if set(sel["optimizer"]) != {"adam", "gi_adam"}:
         return None
@@ -237,13 +238,13 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
         path,
         "GI-Adam vs Adam: preconditioned sharpness without warmup",
         f"Top eigenvalue of P^-1 H at eta_trgt = {eta:g}, measured at the steps shown, against the Adam threshold "
-        "(2 + 2 beta1) / ((1 - beta1) eta_t) (PAPER.md claim C6).",
+        "(2 + 2 beta1) / ((1 - beta1) eta_t) (docs/science.md claim C6).",
         chosen["mlflow_run_id"].tolist(),
     )
 
 
 def steps_saved_figure(runs: pd.DataFrame, path: Path, axes: tuple[str, ...] = ()) -> Figure | None:
-    """Warmup steps used by catapult_init and by linear at each (eta_trgt, T_wrm) (PAPER.md C5): the pairs C5 is
+    """Warmup steps used by catapult_init and by linear at each (eta_trgt, T_wrm) (docs/science.md C5): the pairs C5 is
     computed from (same optimizer, parametrization, eta_trgt, T_wrm, seed; both trained)."""
     pairs = catapult_init_vs_linear(runs, axes)
     pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
@@ -300,7 +301,7 @@ def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | No
         path,
         "persistent_catapult against linear warmup",
         f"Learning rate and sharpness at {_eta_label(chosen)} = {eta:g}: persistent_catapult raises the lr to gamma "
-        "times the local critical lr at each re-estimate, without a T_wrm (PAPER.md claim C7).",
+        "times the local critical lr at each re-estimate, without a T_wrm (docs/science.md claim C7).",
         chosen["mlflow_run_id"].tolist(),
     )
 
@@ -471,7 +472,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     claims_title = "The paper's claims, checked on these runs"
     claims_caption = (
         f"Verdicts computed by whywarmup.claims from these runs ({runs['seed'].nunique()} initialization seeds; "
-        "PAPER.md section 7). The verdict pools all seeds: an exact one-sided sign test on the units that agree "
+        "docs/science.md section 7). The verdict pools all seeds: an exact one-sided sign test on the units that agree "
         "or disagree, or the 95% confidence bounds of a mean difference against the measured seed-to-seed spread "
         f"(p < 0.05; at least {MIN_SEEDS} seeds); INCONCLUSIVE otherwise, with what to add to params.yaml. Per "
         "seed: what that seed's runs alone say (at least 80% of its units agree: supported; under 50%: "
@@ -488,7 +489,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     critical_title = "Critical learning rate at initialization (loss-catapult search) against 2 / lambda_0"
     critical_caption = (
         "eta_c * lambda_0 per method: 2 would mean the catapult starts exactly at 2 / lambda_0 (a quadratic "
-        "along the top eigenvector); PAPER.md section 5 measured 2.5-3 on the digits FCN."
+        "along the top eigenvector); docs/science.md section 5 measured 2.5-3 on the digits FCN."
     )
     catapults_table = _table(catapult_summary(pd.read_csv(analysis / "catapults.csv"), runs))
     catapults_title = "Catapults: loss spikes that come back, and the sharpness before and after"

@@ -101,7 +101,7 @@ def threshold_following(lr_times_sharpness, constant: float, band: float = EOS_B
 
 
 def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, Any]:
-    """The per-run numbers of the claims (PAPER.md section 7)."""
+    """The per-run numbers of the claims (docs/science.md section 7)."""
     measured = traj.dropna(subset=["sharpness"])
     lambda_0 = float(measured["sharpness"].iloc[0]) if len(measured) else math.nan
     rows = traj.dropna(subset=["lr"])

@@ -1,4 +1,4 @@
-"""Learning-rate schedules. `lr(t)` is the learning rate of update t (t = 1, 2, ...; PAPER.md section 2)."""
+"""Learning-rate schedules. `lr(t)` is the learning rate of update t (t = 1, 2, ...; docs/science.md section 2)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class WarmupSchedule:
 
 @dataclass(frozen=True)
 class CatapultInitSchedule:
-    """catapult_init (PAPER.md section 6): start at the critical learning rate eta_c and climb with the linear
+    """catapult_init (docs/science.md section 6): start at the critical learning rate eta_c and climb with the linear
     warmup's slope, eta_t = eta_c + eta_trgt t / T_wrm, capped at eta_trgt, which is reached at update
     ceil(T_wrm (1 - eta_c / eta_trgt)); no warmup when eta_c >= eta_trgt. Then the decay phase."""
 
@@ -67,7 +67,7 @@ class CatapultInitSchedule:
 
 
 class PersistentCatapultSchedule:
-    """persistent_catapult (PAPER.md section 6), a feedback schedule: every `every` steps the training loop
+    """persistent_catapult (docs/science.md section 6), a feedback schedule: every `every` steps the training loop
     reports the local critical learning rate eta_c(theta_t), and the learning rate becomes
         eta = min(eta_trgt, max(eta_previous, gamma * eta_c(theta_t))),
     so it never decreases and always sits gamma above the local stability limit until eta_trgt is reached.

@@ -120,7 +120,7 @@ class TrainingConfig(Strict):
 
 
 class CriticalLRConfig(Strict):
-    """The loss-catapult search for the critical learning rate at initialization (PAPER.md section 5)."""
+    """The loss-catapult search for the critical learning rate at initialization (docs/science.md section 5)."""
 
     enabled: bool = True
     eps: Annotated[float, Field(gt=0, lt=1)] = Field(0.01, description="Catapult: one-step loss > L_0 (1 + eps).")
@@ -244,7 +244,7 @@ class AdamConfig(Strict):
 
 
 class GIAdamConfig(Strict):
-    """GI-Adam (PAPER.md section 6): Adam with v_0 = g_0^2 (whywarmup.optim.GIAdam)."""
+    """GI-Adam (docs/science.md section 6): Adam with v_0 = g_0^2 (whywarmup.optim.GIAdam)."""
 
     name: Literal["gi_adam"] = "gi_adam"
     beta1: UnitInterval = 0.9
