@@ -1,10 +1,11 @@
 """Where the default pipeline's training time goes: per method, the runs, their wall time and the sharpness work.
 
-Reads a finished pipeline's outputs (runs/<method>/summary.csv and the trajectories), so run it after `dvc repro`:
+Reads a finished pipeline's outputs (runs/<method>/summary.csv, the trajectories and each run's wall time in
+.whywarmup/mlflow_runs/<method>.csv), so run it after `dvc repro`:
 
     python benchmarks/default_cost.py [--root .]
 
-Wall time is each run's own (summary.csv `wall_time_s`, one torch thread); the stage runs `executor.workers` of them
+Wall time is each run's own (`wall_time_s`, one torch thread); the stage runs `executor.workers` of them
 at once, so the train stages take about the sum divided by the worker count.
 """
 
@@ -23,6 +24,9 @@ def main() -> None:
     rows = []
     for summary in sorted((args.root / "runs").glob("*/summary.csv")):
         runs = pd.read_csv(summary)
+        volatile = args.root / ".whywarmup" / "mlflow_runs" / f"{summary.parent.name}.csv"
+        if "wall_time_s" not in runs:  # since the DVC outputs hold only what the params determine
+            runs = runs.merge(pd.read_csv(volatile), on="run_key")
         hvps, measurements, steps = 0, 0, 0
         for key in runs["run_key"]:
             traj = pd.read_parquet(summary.parent / f"{key}.parquet", columns=["step", "sharpness_matvecs"])

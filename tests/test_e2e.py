@@ -192,6 +192,27 @@ def test_outputs_metrics_and_plots(repo):
     assert (repo / "dvc_plots" / "index.html").exists()
 
 
+def _digests(repo: Path) -> dict[str, str]:
+    import hashlib
+
+    files = [repo / "dvc.lock", repo / "metrics.json"]
+    for folder in ("data/prepared", "runs", "analysis", "reports"):
+        files += sorted(p for p in (repo / folder).rglob("*") if p.is_file())
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_forced_repro_leaves_every_dvc_output_byte_identical(repo):
+    """What varies between two runs of the same params (MLflow ids, wall time) lives outside DVC's outputs: a
+    `dvc repro --force` retrains everything and dvc.lock, metrics.json and every tracked file stay the same."""
+    before = _digests(repo)
+    volatile = (repo / ".whywarmup/mlflow_runs/linear.csv").read_text()
+    assert "mlflow_run_id" not in (repo / "runs/linear/summary.csv").read_text()
+    _run([str(BIN / "dvc"), "repro", "--force"], repo)
+    after = _digests(repo)
+    assert after == before, sorted(k for k in before if before[k] != after.get(k))
+    assert (repo / ".whywarmup/mlflow_runs/linear.csv").read_text() != volatile  # new MLflow runs, new ids
+
+
 def test_second_repro_is_a_noop_and_edits_rerun_only_their_method(repo):
     out = _run([str(BIN / "dvc"), "repro"], repo).stdout
     assert "Running stage" not in out

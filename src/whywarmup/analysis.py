@@ -199,7 +199,6 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
                     "method": row.method,
                     "variant": row.variant,
                     "run_key": row.run_key,
-                    "mlflow_run_id": row.mlflow_run_id,
                     "eta_trgt_setting": row.eta_trgt_setting,
                     "T_wrm": row.T_wrm,
                     "start": e.start,
@@ -211,7 +210,7 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
                     "sharpness_after_over_before": e.sharpness_after / e.sharpness_before,
                 }
             )
-    columns = ["method", "variant", "run_key", "mlflow_run_id", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
+    columns = ["method", "variant", "run_key", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
     columns += ["loss_peak_over_min", "sharpness_before", "sharpness_after", "sharpness_after_over_before"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -266,8 +266,7 @@ def catapult_init_vs_linear(runs: pd.DataFrame, axes: Axes = ()) -> pd.DataFrame
     cat = runs[runs["kind"] == "catapult_init"]
     lin = runs[runs["kind"] == "linear"]
     keys = ["optimizer", "parametrization", *axes, "eta_trgt_setting", "T_wrm", "seed"]
-    cols = keys + ["method", "warmup_steps_used", "final_test_accuracy", "failed"]
-    cols += [c for c in ["mlflow_run_id"] if c in runs]
+    cols = keys + ["method", "run_key", "warmup_steps_used", "final_test_accuracy", "failed"]
     extra = [c for c in ["critical_lr_times_lambda_0"] if c in runs]  # catapult_init's eta_c, when searched
     pairs = cat[cols + extra].merge(lin[cols], on=keys, suffixes=("_catapult_init", "_linear"))
     pairs["steps_saved"] = pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]

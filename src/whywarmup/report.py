@@ -34,7 +34,10 @@ class Figure:
     filename: str
     title: str
     caption: str
-    run_ids: list[str]
+    run_keys: list[str]  # the runs shown; the report names them by run key, which reruns do not change
+
+
+RUNS_LINE = "Runs shown (in MLflow: filter tags.whywarmup.run_key = '<key>')"
 
 
 def _eta_label(runs: pd.DataFrame) -> str:
@@ -108,7 +111,7 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         "Phase diagrams",
         "Final test accuracy per (eta_trgt, T_wrm), mean over the seeds that trained; X k/n: k of the n seeds "
         "diverged (F: failed to learn without diverging); a cell with some failed seeds shows both.",
-        runs["mlflow_run_id"].tolist(),
+        runs["run_key"].tolist(),
     )
 
 
@@ -132,16 +135,16 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
         "Largest trainable eta_trgt vs T_wrm",
         "For each method and warmup length, the largest target learning rate at which no seed failed "
         "(docs/science.md claim C1: it grows with T_wrm).",
-        runs["mlflow_run_id"].tolist(),
+        runs["run_key"].tolist(),
     )
 
 
-def _save(fig, path: Path, title: str, caption: str, run_ids: list[str]) -> Figure:
+def _save(fig, path: Path, title: str, caption: str, run_keys: list[str]) -> Figure:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, png.getvalue())
     plt.close(fig)
-    return Figure(path.name, title, caption, run_ids)
+    return Figure(path.name, title, caption, run_keys)
 
 
 def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss=None) -> None:
@@ -204,7 +207,7 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         "Trajectories (Fig. 1 style)",
         "Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for GD) for "
         "several warmup lengths; one row per parametrization: " + "; ".join(titles) + ".",
-        chosen["mlflow_run_id"].tolist(),
+        chosen["run_key"].tolist(),
     )
 
 
@@ -239,7 +242,7 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
         "GI-Adam vs Adam: preconditioned sharpness without warmup",
         f"Top eigenvalue of P^-1 H at eta_trgt = {eta:g}, measured at the steps shown, against the Adam threshold "
         "(2 + 2 beta1) / ((1 - beta1) eta_t) (docs/science.md claim C6).",
-        chosen["mlflow_run_id"].tolist(),
+        chosen["run_key"].tolist(),
     )
 
 
@@ -271,7 +274,7 @@ def steps_saved_figure(runs: pd.DataFrame, path: Path, axes: tuple[str, ...] = (
         "the catapult_init/linear pairs of claim C5 (same optimizer, parametrization, eta_trgt, T_wrm and seed; both "
         "trained); catapult_init starts at the critical learning rate with the same slope. Every pair is in "
         "analysis/catapult_init_vs_linear.csv.",
-        pairs["mlflow_run_id_catapult_init"].tolist() + pairs["mlflow_run_id_linear"].tolist(),
+        pairs["run_key_catapult_init"].tolist() + pairs["run_key_linear"].tolist(),
     )
 
 
@@ -302,7 +305,7 @@ def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | No
         "persistent_catapult against linear warmup",
         f"Learning rate and sharpness at {_eta_label(chosen)} = {eta:g}: persistent_catapult raises the lr to gamma "
         "times the local critical lr at each re-estimate, without a T_wrm (docs/science.md claim C7).",
-        chosen["mlflow_run_id"].tolist(),
+        chosen["run_key"].tolist(),
     )
 
 
@@ -530,7 +533,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
             "",
             f.caption,
             "",
-            f"MLflow runs: {', '.join(f'`{r}`' for r in f.run_ids)}",
+            f"{RUNS_LINE}: {', '.join(f'`{r}`' for r in dict.fromkeys(f.run_keys))}",
             "",
         ]
     md += [
@@ -556,7 +559,8 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         parts.append(
             f"<section id='fig-{Path(f.filename).stem}'><h2>{html.escape(f.title)}</h2>"
             f"<img alt='{html.escape(f.title)}' src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
-            f"<p class='runs'>MLflow runs: {html.escape(', '.join(f.run_ids))}</p></section>"
+            f"<p class='runs'>{html.escape(RUNS_LINE)}: {html.escape(', '.join(dict.fromkeys(f.run_keys)))}</p>"
+            "</section>"
         )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.report.title)}</title>

@@ -58,6 +58,14 @@ def _worker_train(run: RunConfig, data_path: str, out_dir: str) -> RunResult:
     return _train_and_save(run, _WORKER_DATA[data_path], Path(out_dir), progress=False)
 
 
+VOLATILE = ("mlflow_run_id", "wall_time_s")  # per-run values that differ between two runs of the same params
+
+
+def volatile_path(root: Path, method: str) -> Path:
+    """Where a method's MLflow run ids and wall times are kept, outside DVC's outputs."""
+    return root / ".whywarmup" / "mlflow_runs" / f"{method}.csv"
+
+
 class ResumeState:
     """What an interrupted attempt at a method's sweep leaves for the next one, in .whywarmup/resume/<method>/:
     the parent MLflow run (parent.json, reused when the method's config is unchanged) and one <run_key>.json
@@ -264,7 +272,10 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
             for key in reversed(method_axes(entry)):  # every grid / override axis as a column, after `seed`
                 if key not in summary:
                     summary.insert(summary.columns.get_loc("seed") + 1, key, [axis_value(r, key) for r in runs])
-            atomic_write_text(work_dir / "summary.csv", summary.to_csv(index=False))
+            # DVC's output holds only what the params determine; the MLflow run ids and wall times, which differ
+            # between two runs of the same params, go to .whywarmup/mlflow_runs/<method>.csv (and MLflow itself)
+            atomic_write_text(work_dir / "summary.csv", summary.drop(columns=list(VOLATILE)).to_csv(index=False))
+            atomic_write_text(volatile_path(root, method), summary[["run_key", *VOLATILE]].to_csv(index=False))
             counts = {
                 "runs": float(len(summary)),
                 "resumed_runs": float(len(done)),
