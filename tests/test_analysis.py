@@ -29,6 +29,7 @@ def _run(**kw) -> dict:
         "failed": 0,
         "critical_lr_times_lambda_0": 3.1,
         "variant": "",
+        "run_key": "k",
     }
     return {**base, **kw}
 
@@ -52,7 +53,7 @@ def test_catapult_init_is_paired_with_linear_at_the_same_cell_only():
     assert len(pairs) == 1  # T_wrm 256 has no catapult_init run; the muP run is another parametrization
     row = pairs.iloc[0]
     assert row["steps_saved"] == 24.0 and row["accuracy_difference"] == pytest.approx(-0.005)
-    assert row["method_linear"] == "linear"
+    assert row["method_linear"] == "linear" and row["run_key_catapult_init"] == row["run_key_linear"] == "k"
 
 
 def test_catapult_table_lists_each_event_with_the_sharpness_drop(tmp_path):

@@ -353,7 +353,7 @@ def test_report_renders_in_headless_chromium(repo, project_root):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto((repo / "reports" / "index.html").as_uri(), wait_until="load")
             images = page.eval_on_selector_all(
-                "section img",
+                "img.figure",
                 "imgs => imgs.map(i => ({alt: i.alt, done: i.complete, w: i.naturalWidth, h: i.naturalHeight}))",
             )
             thumbs = page.eval_on_selector_all(

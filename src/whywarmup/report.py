@@ -444,6 +444,104 @@ def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The report is one ordered list of sections, each a list of blocks; every block renders itself as Markdown and as
+# HTML, so report.md and index.html cannot drift apart.
+
+
+@dataclass
+class Text:
+    text: str
+    small: bool = False
+
+    def md(self) -> str:
+        return self.text
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        cls = " class='runs'" if self.small else ""
+        return f"<p{cls}>{html.escape(self.text)}</p>"
+
+
+@dataclass
+class Table:
+    rows: list[list[str]]
+
+    def md(self) -> str:
+        return _md_table(self.rows)
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        return _html_table(self.rows)
+
+
+@dataclass
+class Image:
+    filename: str
+    alt: str
+
+    def md(self) -> str:
+        return f"![{self.alt}](figures/{self.filename})"
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        data = base64.b64encode(pngs[self.filename]).decode()
+        return f"<img class='figure' alt='{html.escape(self.alt)}' src='data:image/png;base64,{data}'>"
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+    def md(self) -> str:
+        return f"```{self.language}\n{self.text}\n```"
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        return f"<pre>{html.escape(self.text)}</pre>"
+
+
+@dataclass
+class ClaimsBlock:
+    claims: pd.DataFrame
+
+    def md(self) -> str:
+        return claims_markdown(self.claims)
+
+    def html(self, pngs: dict[str, bytes]) -> str:
+        return f"<div id='claims'>{claims_html(self.claims, pngs)}</div>"
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list
+    anchor: str = ""
+
+
+def render_markdown(title: str, intro: str, sections: list[Section]) -> str:
+    parts = [f"# {title}", intro]
+    for section in sections:
+        parts += [f"## {section.title}", *(b.md() for b in section.blocks)]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(title: str, intro: str, sections: list[Section], pngs: dict[str, bytes]) -> str:
+    body = "".join(
+        (f"<section id='{s.anchor}'>" if s.anchor else "<section>")
+        + f"<h2>{html.escape(s.title)}</h2>"
+        + "".join(b.html(pngs) for b in s.blocks)
+        + "</section>\n"
+        for s in sections
+    )
+    intro_html = html.escape(intro).replace("`", "")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}img.figure{{max-width:100%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.runs{{font-size:70%;color:#666}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{intro_html}</p>
+{body}</body></html>
+"""
+
+
 def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
     analysis = root / "analysis"
     runs, phase, trainable, chosen = (
@@ -504,87 +602,31 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     )
     config_yaml = report_config_yaml(cfg)
     commands = "dvc repro\nmlflow ui --host 127.0.0.1   # then open http://127.0.0.1:5000"
-
-    md = [
-        f"# {cfg.report.title}",
-        "",
-        f"{len(runs)} runs over {len(cfg.methods)} methods on `{cfg.data.dataset}`.",
-        "",
-        f"## {claims_title}",
-        "",
-        claims_markdown(claims),
-        "",
-        claims_caption,
-        "",
-        "## Largest trainable target learning rate per warmup length",
-        "",
-        _md_table(table),
-        "",
+    sections = [
+        Section(claims_title, [ClaimsBlock(claims), Text(claims_caption)]),
+        Section("Largest trainable target learning rate per warmup length", [Table(table)]),
+        Section(methods_title, [Table(methods_table)]),
+        *([Section(critical_title, [Table(critical_table), Text(critical_caption)])] if critical_table else []),
+        Section(catapults_title, [Table(catapults_table), Text(catapults_caption)]),
+        *(
+            Section(
+                f.title,
+                [
+                    Image(f.filename, f.title),
+                    Text(f.caption),
+                    Text(f"{RUNS_LINE}: {', '.join(dict.fromkeys(f.run_keys))}", small=True),
+                ],
+                anchor=f"fig-{Path(f.filename).stem}",
+            )
+            for f in figures
+        ),
+        Section("Configuration", [Code(config_yaml.rstrip(), "yaml")]),
+        Section("Reproduce", [Code(commands)]),
     ]
-    md += [f"## {methods_title}", "", _md_table(methods_table), ""]
-    if critical_table:
-        md += [f"## {critical_title}", "", _md_table(critical_table), "", critical_caption, ""]
-    md += [f"## {catapults_title}", "", _md_table(catapults_table), "", catapults_caption, ""]
-    for f in figures:
-        md += [
-            f"## {f.title}",
-            "",
-            f"![{f.title}](figures/{f.filename})",
-            "",
-            f.caption,
-            "",
-            f"{RUNS_LINE}: {', '.join(f'`{r}`' for r in dict.fromkeys(f.run_keys))}",
-            "",
-        ]
-    md += [
-        "## Configuration",
-        "",
-        "```yaml",
-        config_yaml.rstrip(),
-        "```",
-        "",
-        "## Reproduce",
-        "",
-        "```",
-        commands,
-        "```",
-        "",
-    ]
-    atomic_write_text(out / "report.md", "\n".join(md))
-
-    parts, pngs = [], {}
-    for f in figures:
-        pngs[f.filename] = (figdir / f.filename).read_bytes()
-        data = base64.b64encode(pngs[f.filename]).decode()
-        parts.append(
-            f"<section id='fig-{Path(f.filename).stem}'><h2>{html.escape(f.title)}</h2>"
-            f"<img alt='{html.escape(f.title)}' src='data:image/png;base64,{data}'><p>{html.escape(f.caption)}</p>"
-            f"<p class='runs'>{html.escape(RUNS_LINE)}: {html.escape(', '.join(dict.fromkeys(f.run_keys)))}</p>"
-            "</section>"
-        )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.report.title)}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}.runs{{font-size:70%;color:#666}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><body>
-<h1>{html.escape(cfg.report.title)}</h1>
-<p>{len(runs)} runs over {len(cfg.methods)} methods on <code>{html.escape(cfg.data.dataset)}</code>.</p>
-<h2>{html.escape(claims_title)}</h2><div id="claims">{claims_html(claims, pngs)}</div>
-<p>{html.escape(claims_caption)}</p>
-<h2>Largest trainable target learning rate per warmup length</h2>{_html_table(table)}
-<h2>{html.escape(methods_title)}</h2>{_html_table(methods_table)}
-{
-        f"<h2>{html.escape(critical_title)}</h2>{_html_table(critical_table)}<p>{html.escape(critical_caption)}</p>"
-        if critical_table
-        else ""
-    }
-<h2>{html.escape(catapults_title)}</h2>{_html_table(catapults_table)}<p>{html.escape(catapults_caption)}</p>
-{"".join(parts)}
-<h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
-<h2>Reproduce</h2><pre>{html.escape(commands)}</pre>
-</body></html>
-"""
-    atomic_write_text(out / "index.html", page)
+    intro = f"{len(runs)} runs over {len(cfg.methods)} methods on `{cfg.data.dataset}`."
+    pngs = {f.filename: (figdir / f.filename).read_bytes() for f in figures}
+    atomic_write_text(out / "report.md", render_markdown(cfg.report.title, intro, sections))
+    atomic_write_text(out / "index.html", render_html(cfg.report.title, intro, sections, pngs))
     if log_to_mlflow:
         _log_report(cfg, root, out)
     return out / "index.html"
