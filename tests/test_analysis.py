@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whywarmup.analysis import catapult_init_vs_linear, catapult_table, phase_diagram, robust_range
+from whywarmup.analysis import catapult_init_vs_linear, catapult_table, max_trainable, phase_diagram, robust_range
 
 
 def test_robust_range_is_the_span_within_one_point_of_the_best():
@@ -165,6 +165,10 @@ def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failur
     assert list(phase["cell"]) == ["trained", "partial", "diverged"]
     assert list(phase["failed"]) == [0, 2, 3] and list(phase["diverged"]) == [0, 1, 2]
     assert list(phase["trainable"]) == [True, False, False] and (phase["seeds"] == 3).all()
+    # the best setting is taken among cells where every seed trained: 2.0 (0.92), not the partial 8.0 (0.96)
+    best = max_trainable(phase.reset_index()).iloc[0]
+    assert (best["best_eta_trgt_setting"], best["max_trainable_eta_trgt_setting"]) == (2.0, 2.0)
+    assert best["best_final_test_accuracy"] == pytest.approx(0.92)
 
 
 def test_a_width_grid_is_never_pooled(tmp_path):

@@ -35,10 +35,10 @@ def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
 
 
 def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, variant, eta_trgt setting, T_wrm), where the variant names the values of the method's
-    other grid axes (add_axes): the mean test accuracy over the seeds that trained, the seed
-    count and how many seeds diverged or failed; `cell` is trained (every seed), diverged / failed (no seed trained;
-    diverged when any did) or partial."""
+    """One row per (method, variant, eta_trgt setting, T_wrm), the variant naming the values of the method's other
+    grid axes (add_axes): the mean and sd of the test accuracy over the seeds that trained, the seed count and how
+    many seeds diverged or failed; `cell` is trained (every seed), diverged / failed (no seed trained; diverged when
+    any did) or partial."""
     trained = runs.assign(_acc=runs["final_test_accuracy"].where(runs["failed"] == 0))
     g = trained.groupby(["method", "variant", "eta_trgt_setting", "T_wrm"], sort=True)
     out = g.agg(
@@ -65,7 +65,8 @@ def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, variant, t_wrm), cells in phase.groupby(["method", "variant", "T_wrm"], sort=True):
         ok = cells[cells["trainable"]]
-        best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
+        # the best cell among those where every seed trained (a partial cell's mean is over its survivors only)
+        best = ok.loc[ok["final_test_accuracy"].idxmax()] if ok["final_test_accuracy"].notna().any() else None
         low, high = robust_range(ok.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
