@@ -28,6 +28,7 @@ from whywarmup.run_stats import (
 
 DEFAULTS = {
     "method": "m",
+    "run_key": "k",
     "kind": "linear",
     "optimizer": "sgd",
     "eta_trgt_setting": 8.0,
