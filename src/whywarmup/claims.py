@@ -74,6 +74,12 @@ def _units(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "sign", "value"])
 
 
+def _not_worse(seeds: pd.Series, differences: pd.Series, what: str, spread: float) -> BoundPart:
+    """Non-inferiority in accuracy: the mean paired difference is above minus one seed-to-seed sd."""
+    units = _units([{"seed": s, "value": v} for s, v in zip(seeds, differences)])
+    return BoundPart("accuracy", units, what, -spread, scale=100, unit=" points", bound_name="-1 seed-to-seed sd")
+
+
 def _ok(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["failed"] == 0]
 
@@ -297,18 +303,9 @@ def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
         )
         return res
     steps = _units([{"seed": s, "sign": int(np.sign(v))} for s, v in zip(pairs["seed"], pairs["steps_saved"])])
-    acc = _units([{"seed": s, "value": v} for s, v in zip(pairs["seed"], pairs["accuracy_difference"])])
     parts = [
         SignPart("fewer_steps", steps, "(seed, eta_trgt, T_wrm) pairs with fewer warmup steps"),
-        BoundPart(
-            "accuracy",
-            acc,
-            "accuracy of catapult_init minus linear",
-            -spread,
-            scale=100,
-            unit=" points",
-            bound_name="-1 seed-to-seed sd",
-        ),
+        _not_worse(pairs["seed"], pairs["accuracy_difference"], "accuracy of catapult_init minus linear", spread),
     ]
     return _decide(res, parts)
 
@@ -398,18 +395,9 @@ def check_c7(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     reached = _units(
         [{"seed": s, "sign": 1 if pd.notna(u) else -1} for s, u in zip(pc["seed"], pc["warmup_steps_used"])]
     )
-    acc = _units([{"seed": s, "value": v} for s, v in zip(paired["seed"], paired["difference"])])
     parts = [
         SignPart("reaches_eta_trgt", reached, "trained runs reaching eta_trgt"),
-        BoundPart(
-            "accuracy",
-            acc,
-            "accuracy minus the best linear T_wrm",
-            -spread,
-            scale=100,
-            unit=" points",
-            bound_name="-1 seed-to-seed sd",
-        ),
+        _not_worse(paired["seed"], paired["difference"], "accuracy minus the best linear T_wrm", spread),
     ]
     return _decide(res, parts, f"Mixed evidence: {MORE_SEEDS}, or more training steps.")
 
