@@ -342,9 +342,10 @@ def check_c6(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     g_ok = gi.groupby([*shared, "eta_trgt_setting"])["failed"].max() == 0
     common = a_ok.index.intersection(g_ok.index)
     cells = _units([{"seed": k[-2], "sign": int(g_ok[k]) - int(a_ok[k])} for k in common])
-    groups = [k if isinstance(k, tuple) else (k,) for k in both]
-    largest_adam = [largest_trainable(adam.merge(pd.DataFrame([k], columns=shared), on=shared)) for k in groups]
-    largest_gi = [largest_trainable(gi.merge(pd.DataFrame([k], columns=shared), on=shared)) for k in groups]
+    top_adam = {k: largest_trainable(g) for k, g in adam.groupby(shared)}
+    top_gi = {k: largest_trainable(g) for k, g in gi.groupby(shared)}
+    keys = [k if isinstance(k, tuple) else (k,) for k in both]  # groupby iterates tuples even for one key
+    largest_adam, largest_gi = [top_adam[k] for k in keys], [top_gi[k] for k in keys]
     res.numbers.update(
         adam_over_gi_initial_preconditioned_sharpness=2 ** _median([r["value"] for r in ratio]) if ratio else math.nan,
         largest_trainable_adam_median=_median(largest_adam),
