@@ -237,3 +237,102 @@ def test_sections_dvc_reads_must_be_in_the_pipelines_params_file(tmp_path, proje
         load_config(params)
     problems = dict(e.value.problems)
     assert set(problems) == {"model", "report"} and "Parameters ... are missing" in problems["model"]
+
+
+# --- the edits users make (issue: validate helps) -----------------------------------------------------------------
+
+
+def test_a_key_of_another_optimizer_says_whose_it_is():
+    problems = _errors({"methods": {"a": {"kind": "none", "optimizer": {"name": "sgd", "beta1": 0.9}}}})
+    assert problems == {
+        "methods.a.optimizer.beta1": "'beta1' is a setting of name 'adam' / 'radam' / 'gi_adam', not of name 'sgd': "
+        "remove it here"
+    }
+    # the same key swept in a grid is named once, at the grid key, with the same reason
+    problems = _errors({"methods": {"a": {"kind": "none", "grid": {"optimizer.beta1": [0.8, 0.9]}}}})
+    assert list(problems) == ["methods.a.grid.optimizer.beta1"]
+    assert "setting of name 'adam'" in problems["methods.a.grid.optimizer.beta1"]
+
+
+def test_wrong_case_and_unknown_tags():
+    problems = _errors({"methods": {"a": {"kind": "none", "optimizer": {"name": "SGD"}}}})
+    assert problems == {"methods.a.optimizer.name": "'SGD' must be written 'sgd' (the name values are lower case)"}
+    # one mistake, one error: the misspelled method is not also reported as missing from report.trajectory_method
+    problems = _errors({"report": {"trajectory_method": "lin"}, "methods": {"lin": {"kind": "Linear"}}})
+    assert problems == {"methods.lin.kind": "'Linear' must be written 'linear' (the kind values are lower case)"}
+    problems = _errors({"model": {"kind": "mlp"}, "methods": {"a": {"kind": "none"}}})
+    assert problems["model.kind"].startswith("'mlp' is not a known kind; one of 'fcn', 'cnn', 'wrn'")
+
+
+def test_a_list_where_one_value_goes_points_to_the_grid():
+    problems = _errors({"model": {"width": [32, 512]}, "methods": {"a": {"kind": "none"}}})
+    assert list(problems) == ["model.width"]
+    assert "to sweep it, put `model.width: [32, 512]` in a method's grid" in problems["model.width"]
+    problems = _errors({"methods": {"a": {"kind": "linear", "warmup_steps": [16, 64]}}})
+    assert "put `warmup_steps: [16, 64]` in methods.a.grid" in problems["methods.a.warmup_steps"]
+
+
+def test_a_grid_key_without_its_section():
+    problems = _errors({"methods": {"a": {"kind": "none", "grid": {"width": [32, 64], "beta2": [0.99]}}}})
+    assert problems == {
+        "methods.a.grid.width": "a key of a section is written with its section: did you mean `model.width`?",
+        "methods.a.grid.beta2": "a key of a section is written with its section: did you mean `optimizer.beta2`? "
+        "(beta2 is a setting of optimizer 'adam' / 'radam' / 'gi_adam', this method uses 'sgd')",
+    }
+    # a global section's key written directly in a method entry
+    problems = _errors({"methods": {"a": {"kind": "none", "depth": 3}}})
+    assert "of the global section model" in problems["methods.a.depth"]
+
+
+def test_data_cannot_be_set_per_method():
+    problems = _errors(
+        {
+            "methods": {
+                "a": {"kind": "none", "overrides": {"data.num_examples": 100}},
+                "b": {"kind": "none", "grid": {"data.dataset": ["digits", "mnist"]}},
+            }
+        }
+    )
+    assert set(problems) == {"methods.a.overrides.data.num_examples", "methods.b.grid.data.dataset"}
+    assert all(m.startswith("data cannot be set per method") for m in problems.values())
+
+
+def test_one_error_per_mistake_not_per_grid_value():
+    problems = _errors({"methods": {"a": {"kind": "none", "grid": {"eta_trgt": [-1, 0.1, -2], "seed": [0, 1, 2]}}}})
+    assert problems == {"methods.a.grid.eta_trgt = -1, -2": "Input should be greater than 0"}
+    problems = _errors({"methods": {"a": {"kind": "none", "grid": {"optimizer.momentun": [0.1, 0.2], "seed": [0, 1]}}}})
+    assert list(problems) == ["methods.a.grid.optimizer.momentun"]  # the key is wrong whatever its value
+    assert "did you mean 'momentum'" in problems["methods.a.grid.optimizer.momentun"]
+
+
+def test_a_key_written_twice_in_the_file_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  width: 64\n  depth: 3\n  width: 128\nmethods:\n  a: {kind: none}\n  a: {kind: linear}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    problems = dict(e.value.problems)
+    assert set(problems) == {"line 4", "line 7"}
+    assert "'width' is written twice in the same mapping (also at line 2)" in problems["line 4"]
+
+
+def test_validate_says_what_a_missing_real_dataset_will_cost(tmp_path):
+    (tmp_path / "p.yaml").write_text("data: {dataset: cifar10, root: raw}\nmethods:\n  a: {kind: none}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "whywarmup.cli", "validate", "p.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the prepare stage will download 170 MB" in done.stdout
+    offline = "data: {dataset: mnist, root: raw, download: false}\nmethods:\n  a: {kind: none}\n"
+    (tmp_path / "q.yaml").write_text(offline)
+    done = subprocess.run(
+        [sys.executable, "-m", "whywarmup.cli", "validate", "q.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "data.download: the mnist files are not in" in done.stderr and "downloads 12 MB" in done.stderr
+    # with the archive in place nothing is said
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "cifar-10-python.tar.gz").write_bytes(b"x")
+    done = subprocess.run(
+        [sys.executable, "-m", "whywarmup.cli", "validate", "p.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "note" not in done.stdout

@@ -50,10 +50,17 @@ def _find_params(path: Path) -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from .config import load_config
+    from .datasets import download_note
+    from .errors import ConfigError
 
     cfg = load_config(args.params)
+    note, fatal = download_note(cfg.data.dataset, _root(args.params) / cfg.data.root, cfg.data.download)
+    if fatal:
+        raise ConfigError(str(args.params), [("data.download", note)])
     n = sum(len(cfg.runs(m)) for m in cfg.methods)
     print(f"{args.params}: valid ({len(cfg.methods)} methods, {n} runs)")
+    if note:
+        print(f"note: {note}")
 
 
 def cmd_schema(args: argparse.Namespace) -> None:

@@ -15,18 +15,19 @@ import math
 import re
 import types
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .methods import MethodConfig
+from .methods import MethodBase, MethodConfig
 from .sections import (
     DataConfig,
     ExecutorConfig,
     FCNConfig,
     ModelConfig,
+    OptimizerConfig,
     ReportConfig,
     SharpnessConfig,
     Strict,
@@ -265,35 +266,95 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
 
 
-def _keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
-    """The setting names valid at the mapping `loc` points into (all known keys when it cannot be resolved)."""
+def _models_at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:
+    """The models of the mapping `loc` points into, and the alternatives of the union they were picked from by a
+    tag (an optimizer's `name`, a model's or method's `kind`; empty when not a union); no models when `loc`
+    cannot be resolved."""
     models: list[type[BaseModel]] = [root]
+    union: list[type[BaseModel]] = []
     dict_values: Any = None  # the value annotation while inside a dict[str, X] (methods)
     for part in loc:
         if dict_values is not None:  # `part` is a user-chosen dict key (a method name)
             models, dict_values = _models_in(dict_values), None
             continue
-        tagged = [m for m in models if part in {f.default for t, f in m.model_fields.items() if t in ("kind", "name")}]
+        tagged = [m for m in models if part in _tags(m)]
         if tagged and not any(part in m.model_fields for m in models):
-            models = tagged  # the tag pydantic puts in the location of a discriminated union
+            models, union = tagged, models  # the tag pydantic puts in the location of a discriminated union
             continue
         field = next((m.model_fields[part] for m in models if part in m.model_fields), None)
         if field is None:
-            return _known_keys()
+            return [], []
+        union = []
         if get_origin(field.annotation) is dict:
             dict_values = get_args(field.annotation)[1]
             models = []
         else:
             models = _models_in(field.annotation)
         if not models and dict_values is None:
-            return _known_keys()
+            return [], []
+    return models, union
+
+
+def _tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    """The values of a model's tag field (`kind` or `name`: a Literal) that select it in a union."""
+    for tag in ("kind", "name"):
+        field = model.model_fields.get(tag)
+        if field is not None and get_origin(field.annotation) is Literal:
+            return get_args(field.annotation)
+    return ()
+
+
+def _keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
+    """The setting names valid at the mapping `loc` points into (all known keys when it cannot be resolved)."""
+    models, _ = _models_at(root, loc)
     keys = {k for m in models for k in m.model_fields}
     return keys or _known_keys()
+
+
+def _section_keys(section: str) -> set[str]:
+    """The setting names of a global section (of every kind, for the model)."""
+    return {k for m in _models_in(Config.model_fields[section].annotation) for k in m.model_fields}
+
+
+def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """Why a key is not allowed where it is: a setting of another optimizer / model / method kind, a key of a
+    global section written in a method, or a typo."""
+    key = str(loc[-1])
+    models, union = _models_at(root, tuple(loc[:-1]))
+    owners = [m for m in union if key in m.model_fields and m not in models]
+    if owners and models:
+        tag = "name" if "name" in owners[0].model_fields and _tags(owners[0]) else "kind"
+        theirs = " / ".join(repr(t) for m in owners for t in _tags(m))
+        return f"'{key}' is a setting of {tag} {theirs}, not of {tag} {_tags(models[0])[0]!r}: remove it here"
+    if any(issubclass(m, MethodBase) for m in models):
+        sections = [s for s in GLOBAL_SECTIONS if key in _section_keys(s)]
+        if sections:
+            return (
+                f"'{key}' is not a setting of a method but of the global section {sections[0]}: set it at the top "
+                f"of params.yaml, or for this method only in its overrides as `{sections[0]}.{key}`"
+            )
+    return "unknown key (not a setting of this section)" + _did_you_mean(key, _keys_at(root, tuple(loc[:-1])))
 
 
 def _did_you_mean(word: str, choices, cutoff: float = 0.6) -> str:
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close and close[0] != word else ""
+
+
+_SCALAR_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "literal_error", "enum", "int_parsing"}
+
+
+def _list_where_scalar(path: str, values: list[Any]) -> str:
+    """A list given for one value: most often meant as a sweep, which belongs in a method's grid."""
+    parts = path.split(".")
+    if parts[0] == "methods" and len(parts) > 2:
+        key, where = ".".join(parts[2:]), f"methods.{parts[1]}.grid"
+    else:
+        key, where = path, "a method's grid (methods.<name>.grid)"
+    return (
+        f"takes one value, got a list {values!r}: to sweep it, put `{key}: {values!r}` in {where}; each value "
+        "then becomes its own runs, kept apart in the analysis"
+    )
 
 
 _LEADING_PATH = re.compile(r"^([A-Za-z_][\w.\[\]-]*): (.*)$", re.DOTALL)
@@ -305,12 +366,18 @@ def _problems(err: ValidationError, data: Any, prefix: str = "", root: type[Base
         path = _format_loc(tuple(e["loc"]), data) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            keys = _keys_at(root or Config, tuple(e["loc"][:-1]))
-            msg = "unknown key (not a setting of this section)" + _did_you_mean(str(e["loc"][-1]), keys)
+            msg = _unknown_key(root or Config, tuple(e["loc"]))
         elif e["type"] == "union_tag_invalid":
             expected = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected_tags", "")))
-            msg += _did_you_mean(str(e.get("ctx", {}).get("tag", "")), expected)
-            path += "." + str(e.get("ctx", {}).get("discriminator", "")).strip("'")  # model.kind, not model
+            tag, field = str(e.get("ctx", {}).get("tag", "")), str(e.get("ctx", {}).get("discriminator", "")).strip("'")
+            path += "." + field  # model.kind, not model
+            if tag.lower() in expected:
+                msg = f"{tag!r} must be written {tag.lower()!r} (the {field} values are lower case)"
+            else:
+                msg = f"{tag!r} is not a known {field}; one of {', '.join(map(repr, expected))}"
+                msg += _did_you_mean(tag, expected)
+        elif isinstance(e.get("input"), list) and e["type"] in _SCALAR_ERRORS:
+            msg = _list_where_scalar(_format_loc(tuple(e["loc"]), data), e["input"])
         elif e["type"] == "union_tag_not_found" and isinstance(e.get("input"), dict):
             tag = str(e.get("ctx", {}).get("discriminator", "")).strip("'")
             typo = next((str(k) for k in e["input"] if _did_you_mean(str(k), [tag])), None)
@@ -329,7 +396,8 @@ def _problems(err: ValidationError, data: Any, prefix: str = "", root: type[Base
 
 
 def _grid_problems(cfg: Config, cross_field: bool = True) -> list[tuple[str, str]]:
-    """Validate every grid point; map each error back to the grid key or override that caused it."""
+    """Validate every grid point; map each error back to the grid key or override that caused it, one problem per
+    mistake: a key that is wrong whatever its value is named once, a bad value with every grid value it has."""
     problems: list[tuple[str, str]] = []
     for name, method in cfg.methods.items():
         size = math.prod(len(values) for values in method.grid.values())
@@ -343,41 +411,87 @@ def _grid_problems(cfg: Config, cross_field: bool = True) -> list[tuple[str, str
             repeated = [v for i, v in enumerate(values) if any(v == u for u in values[:i])]
             if repeated:
                 problems.append((f"methods.{name}.grid.{key}", f"{repeated[0]!r} is listed twice (same runs twice)"))
+        keys = [
+            (f"methods.{name}.{where}.{k}", _key_problem(method, k))
+            for where in ("grid", "overrides")
+            for k in getattr(method, where)
+        ]
+        problems += [(path, msg) for path, msg in keys if msg]
+        if any(msg for _, msg in keys):
+            continue  # every grid point would repeat it
         seen: dict[str, dict[str, Any]] = {}
+        found: dict[tuple[str, str], list[str]] = {}  # (culprit, message) -> the grid values it occurs at
         for point in grid_points(method.grid):
             run = _run_dict(cfg, name, point)
-            found = cross_field_problems(run) if cross_field else []
+            errors = cross_field_problems(run) if cross_field else []
             try:
                 key = RunConfig.model_validate(run).key
             except ValidationError as err:
-                found += [p for p in _problems(err, run, root=RunConfig) if p[0] != "(top level)"]
+                errors += [p for p in _problems(err, run, root=RunConfig) if p[0] != "(top level)"]
             else:
                 if key in seen and not any(p[0].startswith(f"methods.{name}.grid") for p in problems):
-                    found.append(("grid", f"grid points {seen[key]} and {point} are the same run; remove one"))
+                    errors.append(("grid", f"grid points {seen[key]} and {point} are the same run; remove one"))
                 seen[key] = point
-            problems += [(_culprit(name, path, point, method.overrides), msg) for path, msg in found]
+            for path, msg in errors:
+                culprit, value = _culprit(name, path, point, method.overrides)
+                found.setdefault((culprit, _GOT.sub("", msg)), []).append(value)
+        for (culprit, msg), values in found.items():
+            named = list(dict.fromkeys(v for v in values if v is not None))
+            # one value, or a message about the values (not the same for every value of the key): name them
+            if named and (len(named) == 1 or len(named) < len(method.grid[culprit.rsplit(".grid.", 1)[-1]])):
+                culprit += " = " + ", ".join(named)
+            problems.append((culprit, msg))
     return list(dict.fromkeys(problems))
 
 
-def _report_problems(cfg: Config) -> list[tuple[str, str]]:
+def _key_problem(method: Any, key: str) -> str:
+    """What is wrong with a grid / overrides key as a key, whatever its values ("" when nothing is)."""
+    first = key.split(".")[0]
+    if first == "data":
+        return DATA_PER_METHOD
+    if first in GLOBAL_SECTIONS or first in type(method).model_fields:
+        return ""
+    optimizers = {k for m in _models_in(OptimizerConfig) for k in m.model_fields}
+    meant = [f"{s}.{key}" for s in GLOBAL_SECTIONS if key in _section_keys(s)]
+    meant += [f"optimizer.{key}"] if key in optimizers else []
+    if not meant:
+        return ""  # an unknown key: the validation of the grid points names it with a did-you-mean
+    msg = f"a key of a section is written with its section: did you mean `{meant[0]}`?"
+    if meant[0].startswith("optimizer.") and key not in type(method.optimizer).model_fields:
+        owners = [t for m in _models_in(OptimizerConfig) if key in m.model_fields for t in _tags(m)]
+        theirs = " / ".join(map(repr, owners))
+        msg += f" ({key} is a setting of optimizer {theirs}, this method uses {method.optimizer.name!r})"
+    return msg
+
+
+_GOT = re.compile(r" \(got [^)]*\)$")
+DATA_PER_METHOD = (
+    "data cannot be set per method: the prepare stage makes one dataset that every method trains and is "
+    "evaluated on (so their accuracies compare); change the top-level `data` section instead, or run another "
+    "params file for the other data"
+)
+
+
+def _report_problems(cfg: Config, names: Any = ()) -> list[tuple[str, str]]:
+    """`names`: methods of the file beyond cfg's (entries dropped for their own errors, named there)."""
     name = cfg.report.trajectory_method
-    if name is None or name in cfg.methods:
+    if name is None or name in cfg.methods or name in names:
         return []
     msg = f"{name!r} is not a method of this file (have {sorted(cfg.methods)})" + _did_you_mean(name, cfg.methods)
     return [("report.trajectory_method", msg)]
 
 
-def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, Any]) -> str:
-    """The params.yaml path responsible for an error at `path` of method `name`'s resolved run dict."""
+def _culprit(name: str, path: str, point: dict[str, Any], overrides: dict[str, Any]) -> tuple[str, str | None]:
+    """The params.yaml path responsible for an error at `path` of method `name`'s resolved run dict, and the grid
+    value that was set there (None when the path is not a grid key)."""
     if path == "grid":
-        return f"methods.{name}.grid"
+        return f"methods.{name}.grid", None
     rel = path.removeprefix("method.")
     for source, keys in (("grid", point), ("overrides", overrides)):
         for key in keys:
             if rel == key or rel.startswith(key + ".") or key.startswith(rel + "."):
-                value = f" = {point[key]!r}" if source == "grid" else ""
-                return f"methods.{name}.{source}.{key}{value}"
-    return f"methods.{name}.{rel}" if path.startswith("method.") else path  # a shared section's own setting
+                return f"methods.{name}.{source}.{key}", repr(point[key]) if source == "grid" else None
+    return (f"methods.{name}.{rel}" if path.startswith("method.") else path), None  # a global section's setting
 
 
 def _drop(raw: Any, loc: tuple[Any, ...]) -> bool:
@@ -401,7 +515,8 @@ def _further_problems(raw: dict[str, Any], err: ValidationError) -> list[tuple[s
             return []
         try:
             cfg = Config.model_validate(trimmed)
-            return _report_problems(cfg) + _grid_problems(cfg, cross_field=False)
+            names = raw.get("methods") if isinstance(raw.get("methods"), dict) else {}
+            return _report_problems(cfg, names) + _grid_problems(cfg, cross_field=False)
         except ValidationError as again:
             err = again
     return []
@@ -450,6 +565,39 @@ def parse_config(raw: Any, source: str = "params.yaml", required: list[str] = ()
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that also records every key written twice in one mapping (YAML keeps the last value and silently
+    drops the first: an edit that seems to take no effect)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, str]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append(
+                    (
+                        f"line {line}",
+                        f"key {key!r} is written twice in the same mapping (also at line {seen[key]}); YAML keeps only "
+                        "the last one, so the first is ignored: delete one or merge them",
+                    )
+                )
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(text: str) -> tuple[Any, list[tuple[str, str]]]:
+    """The document and the duplicate keys in it."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path = "params.yaml") -> Config:
     """Read and validate a params file; raise ConfigError listing every problem in it."""
     path = Path(path)
@@ -458,9 +606,11 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     except OSError as e:
         raise ConfigError(str(path), [("(file)", f"cannot be read: {e.strerror or e}")]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw, duplicates = _read_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(str(path), [("(file)", f"is not valid YAML: {e}")]) from None
+    if duplicates:
+        raise ConfigError(str(path), duplicates)
     return parse_config(raw, str(path), dvc_tracked_sections(path.resolve()))
 
 

@@ -82,6 +82,38 @@ def expected_files(dataset: str, root: Path) -> tuple[Path, list[Path], list[Pat
     return folder, [folder / f for f in layout.files], [folder / f"{f}.gz" for f in layout.files]
 
 
+# bytes torchvision downloads for each dataset (its archives, as served in 2026)
+DOWNLOAD_BYTES = {
+    "cifar10": 170_498_071,
+    "cifar100": 169_001_437,
+    "mnist": 9_912_422 + 28_881 + 1_648_877 + 4_542,
+    "fashion_mnist": 26_421_880 + 29_515 + 4_422_102 + 5_148,
+}
+
+
+def download_note(dataset: str, root: Path, download: bool) -> tuple[str, bool]:
+    """("", False) when the dataset's files (or archives) are in `root`; otherwise what the prepare stage will do
+    in words and whether that is an error (it cannot get the files)."""
+    if dataset not in LAYOUTS:
+        return "", False
+    folder, files, archives = expected_files(dataset, root)
+    if all(f.exists() for f in files) or all(a.exists() for a in archives):
+        return "", False
+    size = f"{DOWNLOAD_BYTES[dataset] / 1e6:.0f} MB"
+    if not download:
+        return (
+            f"the {dataset} files are not in {folder} and data.download is false, so the prepare stage will stop: "
+            f"put the files or the archive(s) {', '.join(a.name for a in archives)} there, or set data.download: "
+            f"true (it downloads {size})",
+            True,
+        )
+    return (
+        f"the {dataset} files are not in {folder} yet: the prepare stage will download {size} with torchvision "
+        "(offline it stops and says where to put the files)",
+        False,
+    )
+
+
 def _rebuild_hint(dataset: str, root: Path) -> str:
     folder, _, archives = expected_files(dataset, root)
     return (
