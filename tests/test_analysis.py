@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whywarmup.analysis import catapult_init_vs_linear, catapult_table, max_trainable, phase_diagram, robust_range
+from whywarmup.analysis import catapult_table, max_trainable, phase_diagram
+from whywarmup.derived import critical_start_pairs, robust_range
 
 
 def test_robust_range_is_the_span_within_one_point_of_the_best():
@@ -23,6 +24,7 @@ def _run(**kw) -> dict:
     base = {
         "optimizer": "sgd",
         "parametrization": "sp",
+        "eta_relative_to": "lambda_0",
         "eta_trgt_setting": 8.0,
         "T_wrm": 64,
         "seed": 0,
@@ -49,11 +51,11 @@ def test_catapult_init_is_paired_with_linear_at_the_same_cell_only():
             _run(method="catapult_init", kind="catapult_init", warmup_steps_used=40.0, final_test_accuracy=0.965),
         ]
     )
-    pairs = catapult_init_vs_linear(runs)
+    pairs = critical_start_pairs(runs)
     assert len(pairs) == 1  # T_wrm 256 has no catapult_init run; the muP run is another parametrization
     row = pairs.iloc[0]
     assert row["steps_saved"] == 24.0 and row["accuracy_difference"] == pytest.approx(-0.005)
-    assert row["method_linear"] == "linear" and row["run_key_catapult_init"] == row["run_key_linear"] == "k"
+    assert row["method_control"] == "linear" and row["run_key_subject"] == row["run_key_control"] == "k"
 
 
 def test_catapult_table_lists_each_event_with_the_sharpness_drop(tmp_path):
@@ -101,6 +103,7 @@ def test_trajectory_panels_one_per_parametrization():
                     "kind": run.method.kind,
                     "optimizer": "sgd",
                     "parametrization": run.model.parametrization,
+                    "eta_relative_to": "lambda_0",
                     "eta_trgt_setting": eta,
                     "eta_trgt": eta / 30,
                     "T_wrm": t_wrm,
@@ -110,6 +113,8 @@ def test_trajectory_panels_one_per_parametrization():
                     "failed": int(eta == 8 and (t_wrm == 1 or (method == "linear_mup" and t_wrm == 64))),
                     "diverged": 0,
                     "final_test_accuracy": 0.9,
+                    "final_val_accuracy": 0.9,
+                    "final_train_accuracy": 0.95,
                     "final_train_loss": 0.1,
                 }
             )
@@ -118,14 +123,16 @@ def test_trajectory_panels_one_per_parametrization():
     chosen = trajectory_runs(cfg, runs, phase_diagram(runs))
     assert list(dict.fromkeys(chosen["panel"])) == ["linear", "linear_mup"]
     sp = chosen[chosen["panel"] == "linear"]
-    # largest eta trainable at the longest warmup (8), with the no-warmup run at that eta first
+    # the smallest eta where the no-warmup control fails and a warmup trains (8), the no-warmup run first
     assert list(zip(sp["method"], sp["T_wrm"], sp["eta_trgt_setting"])) == [
         ("none", 1, 8.0),
         ("linear", 16, 8.0),
         ("linear", 64, 8.0),
     ]
     mup = chosen[chosen["panel"] == "linear_mup"]
+    # no muP control: the largest eta the longest muP warmup trains (2; 8 failed at T_wrm 64)
     assert set(mup["parametrization"]) == {"mup"} and list(mup["T_wrm"]) == [16, 64]
+    assert set(mup["eta_trgt_setting"]) == {2.0}
 
 
 def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failures():
@@ -151,8 +158,12 @@ def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failur
                 "diverged": d,
                 "failed": f,
                 "final_test_accuracy": a,
+                # validation ranks the cells the other way round from test: the best is chosen on validation
+                "final_val_accuracy": {2.0: 0.95, 8.0: 0.90}.get(e, math.nan) if not f else math.nan,
+                "final_train_accuracy": 0.99 if not f else 0.1,
                 "final_train_loss": 0.1,
                 "eta_trgt": e,
+                "eta_unit": "c",
                 "variant": "",
             }
             for e, s, d, f, a in rows
@@ -167,8 +178,10 @@ def test_phase_diagram_cells_average_the_seeds_that_trained_and_count_the_failur
     assert list(phase["trainable"]) == [True, False, False] and (phase["seeds"] == 3).all()
     # the best setting is taken among cells where every seed trained: 2.0 (0.92), not the partial 8.0 (0.96)
     best = max_trainable(phase.reset_index()).iloc[0]
-    assert (best["best_eta_trgt_setting"], best["max_trainable_eta_trgt_setting"]) == (2.0, 2.0)
-    assert best["best_final_test_accuracy"] == pytest.approx(0.92)
+    assert (best["best_c"], best["max_trainable_c"]) == (2.0, 2.0)
+    assert math.isnan(best["best_eta_trgt"]) and math.isnan(best["max_trainable_eta_trgt"])  # c is not absolute
+    assert best["best_final_test_accuracy"] == pytest.approx(0.92) and best["max_trainable"] == "2"
+    assert not best["max_trainable_is_lower_bound"]
 
 
 def test_a_width_grid_is_never_pooled(tmp_path):
@@ -222,3 +235,50 @@ def test_a_width_grid_is_never_pooled(tmp_path):
     assert len(trainable[trainable["method"] == "linear"]) == 2  # one row per width
     build_report(cfg, tmp_path, log_to_mlflow=False)
     assert "model.width=16" in (tmp_path / "reports/report.md").read_text()
+
+
+def test_failure_rule_chance_level_and_far_below_the_best_of_the_method():
+    from whywarmup.derived import apply_failure_rule
+
+    rows = [  # (method, eta, seed, diverged, final train accuracy)
+        ("a", 2.0, 0, 0, 1.00),
+        ("a", 2.0, 1, 0, 0.98),  # cell mean 0.99: the best of method a
+        ("a", 8.0, 0, 0, 0.90),  # 0.09 below the best: trained
+        ("a", 8.0, 1, 0, 0.88),  # 0.11 below: failed to learn
+        ("a", 32.0, 0, 0, 0.12),  # below chance (1.5 / 10)
+        ("a", 32.0, 1, 1, np.nan),  # diverged
+        ("b", 2.0, 0, 0, 0.60),  # method b's own best is 0.60: 0.55 is within 10 points of it
+        ("b", 8.0, 0, 0, 0.55),
+    ]
+    runs = pd.DataFrame(
+        [
+            {"method": m, "variant": "", "eta_trgt_setting": e, "T_wrm": 1, "seed": s, "diverged": d}
+            | {"final_train_accuracy": acc, "num_classes": 10, "failed": d}
+            for m, e, s, d, acc in rows
+        ]
+    )
+    out = apply_failure_rule(runs)
+    assert list(out["failure"]) == ["", "", "", "below_best", "chance", "diverged", "", ""]
+    assert list(out["failed"]) == [0, 0, 0, 1, 1, 1, 0, 0]
+    assert list(out["failed_in_training"]) == [0, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_largest_trainable_at_the_top_of_the_grid_is_a_lower_bound():
+    from whywarmup.derived import compare_largest, format_largest, largest_trainable
+
+    cells = pd.DataFrame(
+        {
+            "T_wrm": [1, 1, 1, 64, 64, 64, 256, 256, 256],
+            "eta_trgt_setting": [2.0, 8.0, 32.0] * 3,
+            "trainable": [True, True, False, True, True, True, False, False, False],
+        }
+    )
+    table = largest_trainable(cells, ["T_wrm"]).set_index("T_wrm")
+    assert table.loc[1, "max_trainable"] == 8.0 and not table.loc[1, "max_trainable_is_lower_bound"]
+    assert table.loc[64, "max_trainable"] == 32.0 and table.loc[64, "max_trainable_is_lower_bound"]
+    assert math.isnan(table.loc[256, "max_trainable"])
+    assert format_largest(32.0, True) == ">= 32" and format_largest(8.0, False) == "8"
+    assert format_largest(math.nan, False) == "none"
+    assert compare_largest(8.0, 32.0) == 1 and compare_largest(32.0, 8.0) == -1
+    assert compare_largest(32.0, 32.0) == 0  # two lower bounds at the top: undecided
+    assert compare_largest(math.nan, 2.0) == 1 and compare_largest(2.0, math.nan) == -1

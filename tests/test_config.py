@@ -156,7 +156,7 @@ def test_measurement_set_and_batch_no_larger_than_the_training_set():
 
     for data in ({}, {"num_examples": 300}, {"test_fraction": 0.5}):
         assert training_set_size(data) == len(build_dataset(DataConfig(**data)).x_train)
-    assert training_set_size({"dataset": "cifar10", "num_examples": 5000}) == 5000
+    assert training_set_size({"dataset": "cifar10", "num_examples": 5000}) == 4500  # 10% held out for validation
     problems = _errors(
         {
             "data": {"num_examples": 300},
@@ -165,8 +165,8 @@ def test_measurement_set_and_batch_no_larger_than_the_training_set():
             "methods": {"m": {"kind": "none"}},
         }
     )
-    assert "larger than the training set (300)" in problems["sharpness.subset_size"]
-    assert "larger than the training set (300)" in problems["training.batch_size"]
+    assert "larger than the training set (270)" in problems["sharpness.subset_size"]
+    assert "larger than the training set (270)" in problems["training.batch_size"]
     ok = {"data": {"num_examples": 300}, "sharpness": {"measure_on": "train"}, "methods": {"m": {"kind": "none"}}}
     parse_config(ok)  # the whole training set is fine
 
@@ -336,3 +336,8 @@ def test_validate_says_what_a_missing_real_dataset_will_cost(tmp_path):
         [sys.executable, "-m", "whywarmup.cli", "validate", "p.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert done.returncode == 0 and "note" not in done.stdout
+
+
+def test_a_retired_setting_says_why_it_went():
+    problems = _errors({"data": {"prepared_dir": "elsewhere"}, "methods": {"a": {"kind": "none"}}})
+    assert problems["data.prepared_dir"].startswith("no longer a setting: the prepared data always goes to data/prepared")

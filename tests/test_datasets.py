@@ -105,9 +105,10 @@ def test_cifar_archives_are_read_like_torchvision_reads_them(tmp_path, layout):
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_idx_files_match_torchvision_and_prepare_standardizes_them(tmp_path, dataset):
     x_tr, y_tr, x_te, y_te = write_idx_dataset(tmp_path, dataset, n_train=20, n_test=8)
-    cfg = DataConfig(dataset=dataset, root=str(tmp_path), download=False)
+    # validation_fraction 0.01 of 20 rounds to no validation example: every training row stays, in order
+    cfg = DataConfig(dataset=dataset, root=str(tmp_path), download=False, validation_fraction=0.01)
     data = build_dataset(cfg)  # the path `whywarmup prepare` takes: gunzip, read, standardize
-    assert data.x_train.shape == (20, 1, 28, 28) and data.x_test.shape == (8, 1, 28, 28)
+    assert data.x_train.shape == (20, 1, 28, 28) and data.x_test.shape == (8, 1, 28, 28) and len(data.x_val) == 0
     assert data.num_classes == 10 and data.y_train.tolist() == y_tr.tolist() and data.y_test.tolist() == y_te.tolist()
     mean, std = x_tr.astype(np.float64).mean(), x_tr.astype(np.float64).std()
     np.testing.assert_allclose(data.x_train[:, 0].numpy(), (x_tr - mean) / std, rtol=1e-6, atol=1e-6)

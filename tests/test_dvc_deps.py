@@ -66,3 +66,25 @@ def test_the_closure_follows_function_level_imports():
     # cli imports the sweep only inside cmd_train; the report logs to MLflow through a function-level import
     assert "sweep" in stage_modules("train") and "sweep" not in stage_modules("prepare")
     assert "tracking" in stage_modules("report")
+
+
+def test_every_path_is_written_once():
+    """The stages' outputs in dvc.yaml are the library's layout (whywarmup.layout), the one place the library takes
+    them from: a path that changes in one place and not the other fails here."""
+    from whywarmup import layout
+
+    prepare, train = STAGES["prepare"], STAGES["train"]["do"]
+    assert prepare["outs"] == [layout.PREPARED_DIR] and layout.PREPARED_DIR in train["deps"]
+    assert train["outs"] == [f"{layout.RUNS_DIR}/${{key}}"] and layout.RUNS_DIR in STAGES["analyze"]["deps"]
+    assert STAGES["analyze"]["outs"] == [layout.ANALYSIS_DIR] and layout.ANALYSIS_DIR in STAGES["report"]["deps"]
+    assert [next(iter(m)) for m in STAGES["analyze"]["metrics"]] == [layout.METRICS_FILE]
+    assert STAGES["report"]["outs"] == [layout.REPORTS_DIR]
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    files = {f for p in plots for spec in p.values() for f in spec["y"]}
+    assert files and all(f.startswith(layout.PLOTS_DIR + "/") for f in files)
+    # no module but layout spells the folders out as path parts
+    for module in PACKAGE.glob("*.py"):
+        if module.name != "layout.py":
+            text = module.read_text()
+            for folder in (layout.RUNS_DIR, layout.ANALYSIS_DIR, layout.REPORTS_DIR, layout.STATE_DIR, "data"):
+                assert f'/ "{folder}"' not in text and f'"{folder}" /' not in text, (module.name, folder)

@@ -16,22 +16,22 @@ BIN = Path(sys.executable).parent
 
 TINY = {
     "data": {"dataset": "digits", "num_examples": 200},
-    "model": {"kind": "fcn", "depth": 3, "width": 16},
+    "model": {"kind": "fcn", "depth": 3, "width": 64},
     "training": {"steps": 30, "eval_every": 10},
     "sharpness": {"every": 10, "subset_size": 64},
     "report": {"trajectory_method": "linear"},
     "methods": {
-        "none": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [1.0, 64.0]}},
+        "none": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [8.0, 64.0]}},
         "linear": {
             "kind": "linear",
             "eta_relative_to": "lambda_0",
-            "grid": {"eta_trgt": [1.0, 64.0], "warmup_steps": [5, 10]},
+            "grid": {"eta_trgt": [8.0, 64.0], "warmup_steps": [5, 10]},
         },
         "catapult_init": {
             "kind": "catapult_init",
             "eta_relative_to": "lambda_0",
-            "warmup_steps": 10,
-            "grid": {"eta_trgt": [1.0, 64.0]},
+            "warmup_steps": 5,
+            "grid": {"eta_trgt": [8.0, 64.0]},
         },
         "persistent": {
             "kind": "persistent_catapult",
@@ -108,7 +108,7 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
             assert len(lr) == 30
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "trajectory")]
         assert artifacts == [f"trajectory/{child.data.tags['whywarmup.run_key']}.parquet"]
-    # warmup makes c = 64 trainable where constant 64/lambda_0 diverges
+    # warmup makes c = 64 trainable where constant 64/lambda_0 fails (at chance level: the catapult kills the network)
     by_key = {
         (
             c.data.tags["whywarmup.method"],
@@ -117,8 +117,8 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
         ): c.data.metrics
         for c in children
     }
-    assert by_key[("none", "64.0", None)]["diverged"] == 1
-    assert by_key[("linear", "64.0", "10")]["diverged"] == 0
+    assert by_key[("none", "64.0", None)]["failed"] == 1
+    assert by_key[("linear", "64.0", "10")]["failed"] == 0
     analysis = [r for r in runs if r.data.tags.get("whywarmup.role") == "analysis"]
     assert len(analysis) == 1
     assert "report/index.html" in [a.path for a in client.list_artifacts(analysis[0].info.run_id, "report")]
@@ -144,7 +144,8 @@ def test_outputs_metrics_and_plots(repo):
     assert html.count("data:image/png;base64,") == len(figures) + 7 == len(figures) + html.count("class='thumb'")
     assert "http" not in html.replace("http://127.0.0.1", "")
     metrics = json.loads((repo / "metrics.json").read_text())
-    assert metrics["methods"]["none"]["max_trainable_eta_trgt_setting"] == {"T_wrm=1": 1.0}
+    assert metrics["methods"]["none"]["max_trainable_c"] == {"T_wrm=1": 8.0}  # c: the none grid is relative
+    assert metrics["methods"]["none"]["max_trainable_is_lower_bound"] == {"T_wrm=1": False}
     # eta_c lambda_0 across each method's grid, recomputed from the per-run summaries.
     import pandas as pd
 
@@ -156,14 +157,16 @@ def test_outputs_metrics_and_plots(repo):
     assert (gi["runs"] == 1).all() and (gi["optimizer"] == "gi_adam").all()
     assert pd.read_csv(repo / "runs/gi_adam/summary.csv")["optimizer.v_bias_correction"].tolist() == [True, False]
     cat = pd.read_csv(repo / "runs/catapult_init/summary.csv").iloc[0]
-    assert cat["warmup_steps_used"] + cat["warmup_steps_saved"] == 10
-    assert cat["warmup_steps_used"] == max(1, math.ceil(10 * (1 - cat["critical_lr"] / cat["eta_trgt"])))
+    assert cat["warmup_steps_used"] + cat["warmup_steps_saved"] == 5
+    assert cat["warmup_steps_used"] == max(1, math.ceil(5 * (1 - cat["critical_lr"] / cat["eta_trgt"])))
     persistent = pd.read_parquet(next((repo / "runs/persistent").glob("*.parquet")))
     assert persistent["local_critical_lr"].notna().sum() >= 1
-    assert "Methods compared" in html and set(metrics["headline"]["largest_trainable_by_optimizer_family"]) == {
-        "sgd",
-        "adam",
-    }
+    # the headline keeps optimizers and units apart: c for SGD, absolute eta_trgt for the Adam family
+    assert "Methods compared" in html
+    assert {"sgd_sp", "adam_sp", "gi_adam_sp"} <= set(metrics["headline"])
+    assert metrics["headline"]["sgd_sp"]["eta_unit"] == "c" and metrics["headline"]["adam_sp"]["eta_unit"] == "absolute"
+    assert "largest_trainable_c_with_warmup" in metrics["headline"]["sgd_sp"]
+    assert "largest_trainable_eta_trgt_without_warmup" in metrics["headline"]["adam_sp"]
     # a verdict per claim in metrics.json and at the top of the report
     assert set(metrics["claims"]) == {f"C{i}" for i in range(1, 8)}
     assert all(c["verdict"] in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE") for c in metrics["claims"].values())
@@ -171,23 +174,33 @@ def test_outputs_metrics_and_plots(repo):
     assert metrics["claims"]["C2"]["verdict"] == "INCONCLUSIVE"  # the tiny config has no muP run
     critical = pd.read_csv(repo / "analysis/critical_lr.csv").set_index("method")
     runs = pd.read_csv(repo / "runs/linear/summary.csv")
-    product = runs["critical_lr"] * runs["lambda_0"]
-    assert critical.loc["linear", "runs"] == 4
-    assert critical.loc["linear", "critical_lr_times_lambda_0_max"] == pytest.approx(product.max())
-    assert critical.loc["linear", "critical_lr_times_lambda_0_median"] == pytest.approx(product.median())
-    assert product.min() > 1  # a catapult needs eta well above 1 / lambda_0 (2 / lambda_0 on a quadratic)
-    assert "against 2 / lambda_0" in html
+    ratio = runs["critical_lr"] * runs["lambda_0"] / 2  # GD: eta_c over the limit 2 / lambda_0
+    assert critical.loc["linear", "runs"] == 4 and critical.loc["linear", "threshold_constant"] == pytest.approx(2)
+    assert critical.loc["linear", "critical_lr_over_threshold_max"] == pytest.approx(ratio.max())
+    assert critical.loc["linear", "critical_lr_over_threshold_median"] == pytest.approx(ratio.median())
+    assert ratio.min() > 0.5  # a catapult needs eta well above 1 / lambda_0 (2 / lambda_0 on a quadratic)
+    # Adam's eta_c is compared with Adam's own limit 38 / (preconditioned sharpness), not with 2 / lambda_0
+    adam = pd.read_csv(repo / "analysis/runs.csv").query("method == 'adam'").iloc[0]
+    assert critical.loc["adam", "threshold_constant"] == pytest.approx(38)
+    assert critical.loc["adam", "critical_lr_over_threshold_median"] == pytest.approx(
+        adam["critical_lr"] * adam["initial_preconditioned_sharpness"] / 38
+    )
+    assert "against each optimizer" in html
     shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
-    assert "largest_trainable_eta_setting_with_warmup" in shown
+    assert "largest_trainable_c_with_warmup" in shown
     exps = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo).stdout)
     listed = exps[0]["data"]["metrics"]["metrics.json"]["data"]["claims"]
     assert {c: v["verdict"] for c, v in listed.items()} == {c: v["verdict"] for c, v in metrics["claims"].items()}
     catapults = pd.read_csv(repo / "analysis/catapults.csv")
     assert {"sharpness_before", "sharpness_after", "loss_peak_over_min"} <= set(catapults.columns)
     pairs = pd.read_csv(repo / "analysis/catapult_init_vs_linear.csv")
-    assert len(pairs) == 2 and (pairs["T_wrm"] == 10).all()  # catapult_init (T 10) meets linear's T 10 cells
-    assert (pairs["steps_saved"] == pairs["warmup_steps_used_linear"] - pairs["warmup_steps_used_catapult_init"]).all()
-    assert {"robust_eta_trgt_min", "robust_eta_trgt_max"} <= set(methods.columns)
+    assert len(pairs) == 2 and (pairs["T_wrm"] == 5).all()  # catapult_init (T 5) meets linear's T 5 cells
+    assert (pairs["steps_saved"] == pairs["warmup_steps_used_control"] - pairs["warmup_steps_used_subject"]).all()
+    assert set(pairs["method_subject"]) == {"catapult_init"} and set(pairs["method_control"]) == {"linear"}
+    assert {"robust_min_c", "robust_max_c", "robust_min_eta_trgt", "robust_max_eta_trgt"} <= set(methods.columns)
+    # the configuration block shows what params.yaml sets, not every default (e.g. no executor, no unset keys)
+    config_block = html[html.index("<h2>Configuration</h2>") :]
+    assert "eval_every: 10" in config_block and "executor" not in config_block and "divergence_factor" not in config_block
     _run([str(BIN / "dvc"), "plots", "show", "-o", "dvc_plots"], repo)
     assert (repo / "dvc_plots" / "index.html").exists()
 
@@ -217,9 +230,8 @@ def test_second_repro_is_a_noop_and_edits_rerun_only_their_method(repo):
     out = _run([str(BIN / "dvc"), "repro"], repo).stdout
     assert "Running stage" not in out
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["methods"]["linear"]["grid"]["warmup_steps"] = [
-        10
-    ]  # still meets catapult_init (T_wrm 10): the report keeps its C5 figure
+    # still meets catapult_init (T_wrm 5): the report keeps its C5 figure
+    params["methods"]["linear"]["grid"]["warmup_steps"] = [5]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([str(BIN / "dvc"), "repro"], repo).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}

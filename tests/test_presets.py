@@ -22,7 +22,10 @@ PRESETS = ROOT / "presets"
 
 def test_fig1_preset_is_the_papers_setting():
     cfg = load_config(PRESETS / "fig1_fcn_cifar10_sp_mup.yaml")
-    assert (cfg.data.dataset, cfg.data.num_examples) == ("cifar10", 5000)
+    assert (cfg.data.dataset, cfg.data.num_examples) == ("cifar10", 5556)
+    from whywarmup.config import training_set_size
+
+    assert training_set_size(cfg.data.model_dump()) == 5000  # the paper's 5k, with 556 held out for validation
     assert (cfg.model.kind, cfg.model.depth, cfg.model.width, cfg.model.activation) == ("fcn", 4, 512, "relu")
     assert cfg.training.loss == "mse" and cfg.training.batch_size is None and cfg.sharpness.every == 1
     sp, mup = cfg.runs("linear_sp"), cfg.runs("linear_mup")

@@ -1,7 +1,7 @@
 """Analysis stage: per-method phase diagrams, largest trainable eta_trgt per T_wrm, and metrics.json.
 
-A grid cell (eta_trgt, T_wrm) is *trainable* when none of its seeds failed; a failure is divergence (NaN/Inf
-or exploding loss) or a final train accuracy below 1.5 / num_classes (docs/science.md section 7).
+A grid cell (eta_trgt, T_wrm) is *trainable* when none of its seeds failed; whether a run failed, the largest
+trainable value and the best setting are whywarmup.derived's, by the rules of docs/science.md section 7.
 """
 
 from __future__ import annotations
@@ -14,17 +14,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import ACCURACY_POINT, ClaimResult, catapult_init_vs_linear, check_claims
+from .claims import ClaimResult, check_claims
 from .config import Config, axis_value, config_axes, method_axes
+from .derived import (
+    UNIT_COLUMNS,
+    apply_failure_rule,
+    best_cell,
+    critical_start_pairs,
+    eta_unit,
+    format_largest,
+    largest_trainable,
+    robust_range,
+    with_role,
+)
 from .errors import WhywarmupError
 from .files import atomic_write_text
+from .layout import ANALYSIS_DIR, METRICS_FILE, PLOTS_DIR, RUNS_DIR
+from .methods import FIXED_WARMUP, NO_WARMUP
 from .run_stats import detect_catapults, run_statistics
 
 
 def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
     frames = []
     for method in cfg.methods:
-        path = root / "runs" / method / "summary.csv"
+        path = root / RUNS_DIR / method / "summary.csv"
         if not path.exists():
             raise WhywarmupError(
                 f"{path} is missing: the training stage of method '{method}' has not run. "
@@ -36,14 +49,22 @@ def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
 
 def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, variant, eta_trgt setting, T_wrm), the variant naming the values of the method's other
-    grid axes (add_axes): the mean and sd of the test accuracy over the seeds that trained, the seed count and how
-    many seeds diverged or failed; `cell` is trained (every seed), diverged / failed (no seed trained; diverged when
-    any did) or partial."""
-    trained = runs.assign(_acc=runs["final_test_accuracy"].where(runs["failed"] == 0))
+    grid axes (add_axes): the mean and sd of the test accuracy over the seeds that trained, the mean validation and
+    training accuracy (what a best cell is chosen on), the seed count and how many seeds diverged or failed; `cell`
+    is trained (every seed), diverged / failed (no seed trained; diverged when any did) or partial."""
+    ok = runs["failed"] == 0
+    trained = runs.assign(
+        _acc=runs["final_test_accuracy"].where(ok),
+        _val=runs["final_val_accuracy"].where(ok),
+        _train=runs["final_train_accuracy"].where(ok),
+    )
     g = trained.groupby(["method", "variant", "eta_trgt_setting", "T_wrm"], sort=True)
     out = g.agg(
+        eta_unit=("eta_unit", "first"),
         final_test_accuracy=("_acc", "mean"),
         final_test_accuracy_sd=("_acc", "std"),
+        final_val_accuracy=("_val", "mean"),
+        final_train_accuracy=("_train", "mean"),
         final_train_loss=("final_train_loss", "mean"),
         eta_trgt=("eta_trgt", "median"),
         seeds=("seed", "count"),
@@ -60,102 +81,116 @@ def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
-    """Largest trainable eta_trgt setting for each (method, variant, T_wrm); NaN when none trains."""
+def _in_unit(unit: str, name: str, value: Any) -> dict[str, Any]:
+    """A value of eta_trgt in its own column: `<name>_c` for c, `<name>_eta_trgt` for absolute, the other NaN."""
+    return {f"{name}_{suffix}": (value if u == unit else math.nan) for u, suffix in UNIT_COLUMNS.items()}
+
+
+def _summarize(cells: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of grid cells: the largest trainable eta_trgt (with its lower-bound flag), the best cell (chosen on
+    validation; its test accuracy and sd) and the robust range, each eta value in its unit's column."""
+    largest = largest_trainable(cells, by)
     rows = []
-    for (method, variant, t_wrm), cells in phase.groupby(["method", "variant", "T_wrm"], sort=True):
-        ok = cells[cells["trainable"]]
-        # the best cell among those where every seed trained (a partial cell's mean is over its survivors only)
-        best = ok.loc[ok["final_test_accuracy"].idxmax()] if ok["final_test_accuracy"].notna().any() else None
+    for (key, group), top in zip(cells.groupby(by, sort=True), largest.itertuples()):
+        unit = group["eta_unit"].iloc[0]
+        best = best_cell(group)
+        ok = group[group["trainable"]]
         low, high = robust_range(ok.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
-                "method": method,
-                "variant": variant,
-                "T_wrm": int(t_wrm),
-                "max_trainable_eta_trgt_setting": ok["eta_trgt_setting"].max() if len(ok) else math.nan,
-                "max_trainable_eta_trgt": ok["eta_trgt"].max() if len(ok) else math.nan,
+                **dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                "eta_unit": unit,
+                "max_trainable": format_largest(top.max_trainable, top.max_trainable_is_lower_bound),
+                **_in_unit(unit, "max_trainable", top.max_trainable),
+                "max_trainable_is_lower_bound": top.max_trainable_is_lower_bound,
+                **_in_unit(unit, "best", best["eta_trgt_setting"] if best is not None else math.nan),
+                "best_T_wrm": int(best["T_wrm"]) if best is not None else math.nan,
                 "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else math.nan,
-                "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else math.nan,
-                "robust_eta_trgt_min": low,
-                "robust_eta_trgt_max": high,
+                "best_final_test_accuracy_sd": best["final_test_accuracy_sd"] if best is not None else math.nan,
+                "best_final_val_accuracy": best["final_val_accuracy"] if best is not None else math.nan,
+                **_in_unit(unit, "robust_min", low),
+                **_in_unit(unit, "robust_max", high),
             }
         )
     return pd.DataFrame(rows)
 
 
-def robust_range(accuracy_by_eta: pd.Series, within: float = ACCURACY_POINT) -> tuple[float, float]:
-    """The paper's robustness: the smallest and largest eta_trgt setting whose accuracy is within `within` of the
-    best one (NaN, NaN when nothing trained). Settings in between that fall short do not split the range."""
-    acc = accuracy_by_eta.dropna()
-    if not len(acc):
-        return math.nan, math.nan
-    good = acc[acc >= acc.max() - within].index
-    return float(min(good)), float(max(good))
+def max_trainable(phase: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, variant, T_wrm): the largest trainable eta_trgt (">= top" at the top of the grid), the best
+    cell (on validation) and the robust range."""
+    return _summarize(phase, ["method", "variant", "T_wrm"]).drop(columns=["best_T_wrm"])
 
 
 def method_table(runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
-    """Per method and variant: the largest trainable eta_trgt over all its T_wrm, the best final test accuracy, the
-    mean final test accuracy over trainable cells, and the median warmup steps used and saved (docs/science.md
-    C5-C7)."""
+    """Per method and variant: its optimizer and parametrization, the largest trainable eta_trgt over all its T_wrm,
+    the best cell (on validation, scored on test), the robust range, and the median warmup steps used and saved
+    (docs/science.md C5-C7)."""
+    summary = _summarize(phase, ["method", "variant"]).set_index(["method", "variant"])
     rows = []
     for (method, variant), r in runs.groupby(["method", "variant"], sort=False):
-        cells = phase[(phase["method"] == method) & (phase["variant"] == variant) & phase["trainable"]]
         ok = r[r["failed"] == 0]
-        low, high = robust_range(cells.groupby("eta_trgt_setting")["final_test_accuracy"].max())
         rows.append(
             {
                 "method": method,
                 "variant": variant,
                 "kind": r["kind"].iloc[0],
                 "optimizer": r["optimizer"].iloc[0],
+                "parametrization": r["parametrization"].iloc[0],
                 "runs": len(r),
-                "failed": int(r["failed"].sum()),
-                "max_trainable_eta_trgt_setting": cells["eta_trgt_setting"].max() if len(cells) else math.nan,
                 "seeds": r["seed"].nunique(),
-                "best_final_test_accuracy": cells["final_test_accuracy"].max(),  # best cell mean over seeds
-                "mean_trainable_test_accuracy": ok["final_test_accuracy"].mean(),
-                # eta_trgt settings (any T_wrm) within one accuracy point of the method's best
-                "robust_eta_trgt_min": low,
-                "robust_eta_trgt_max": high,
+                "failed": int(r["failed"].sum()),
+                **summary.loc[(method, variant)].to_dict(),
                 "median_warmup_steps_used": ok["warmup_steps_used"].median(),
-                "median_warmup_steps_saved": ok["warmup_steps_saved"].median()
-                if "warmup_steps_saved" in ok
-                else math.nan,
+                "median_warmup_steps_saved": ok["warmup_steps_saved"].median(),
             }
         )
     return pd.DataFrame(rows)
 
 
 def critical_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """eta_c lambda_0 per method across its grid (docs/science.md section 5: 2 for a quadratic along the gradient,
-    2.5-3 measured on the digits FCN). The search runs at initialization, so within a method it varies only
-    with what changes the initialization or the optimizer (seed, model, optimizer hyperparameters)."""
-    if "critical_lr_times_lambda_0" not in runs:
+    """eta_c per method across its grid, against the optimizer's own stability limit at initialization: eta_c x
+    lambda / constant, with lambda the initial sharpness the optimizer sees (lambda_0 for SGD, the preconditioned
+    sharpness for the Adam family) and the constant of docs/science.md section 3 (2 for GD, 38 for Adam with beta1
+    0.9). The search runs at initialization, so within a method it varies only with what changes the initialization
+    or the optimizer (seed, model, optimizer hyperparameters)."""
+    if "critical_lr" not in runs:
         return pd.DataFrame()
-    g = runs.dropna(subset=["critical_lr_times_lambda_0"]).groupby(["method", "variant"], sort=False)
+    found = runs.dropna(subset=["critical_lr"])
+    seen = found["initial_preconditioned_sharpness"].where(
+        found["initial_preconditioned_sharpness"].notna(), found["lambda_0"]
+    )
+    found = found.assign(
+        initial_sharpness_seen=seen,
+        critical_lr_over_threshold=found["critical_lr"] * seen / found["threshold_constant"],
+    )
+    g = found.groupby(["method", "variant"], sort=False)
     return g.agg(
+        optimizer=("optimizer", "first"),
         runs=("run_key", "count"),
-        lambda_0_median=("lambda_0", "median"),
-        critical_lr_times_lambda_0_min=("critical_lr_times_lambda_0", "min"),
-        critical_lr_times_lambda_0_median=("critical_lr_times_lambda_0", "median"),
-        critical_lr_times_lambda_0_max=("critical_lr_times_lambda_0", "max"),
+        threshold_constant=("threshold_constant", "median"),
+        initial_sharpness_seen_median=("initial_sharpness_seen", "median"),
+        critical_lr_median=("critical_lr", "median"),
+        critical_lr_over_threshold_min=("critical_lr_over_threshold", "min"),
+        critical_lr_over_threshold_median=("critical_lr_over_threshold", "median"),
+        critical_lr_over_threshold_max=("critical_lr_over_threshold", "max"),
         critical_lr_forward_passes_median=("critical_lr_forward_passes", "median"),
     ).reset_index()
 
 
 def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the Fig.-1-style figure, one panel per parametrization: a method's runs at one eta_trgt across its
-    T_wrm values (column `panel`: the method). The first panel is `report.trajectory_method` (default: the first
-    linear method); each other parametrization of a linear SGD method adds the first such method, as the paper's
-    Fig. 1 shows SP beside muP. The eta_trgt is the largest one trainable at the longest warmup."""
+    """The runs of the Fig.-1-style figure, one panel per parametrization: a fixed-warmup method's runs at one
+    eta_trgt across its T_wrm values, beside the no-warmup runs at that eta_trgt (column `panel`: the method). The
+    first panel is `report.trajectory_method` (default: the first fixed-warmup method); each other parametrization
+    of a fixed-warmup SGD method adds the first such method, as the paper's Fig. 1 shows SP beside muP. The eta_trgt
+    is one where warmup makes the difference (panel_eta)."""
     method = cfg.report.trajectory_method
-    linear = [m for m, e in cfg.methods.items() if e.kind == "linear"]
+    kinds = set(with_role(runs, FIXED_WARMUP)["kind"])
+    warm = [m for m, e in cfg.methods.items() if e.kind in kinds]
     if method is None:
-        method = linear[0] if linear else next(iter(cfg.methods))
+        method = warm[0] if warm else next(iter(cfg.methods))
     panels = [method]
     seen = set(runs.loc[runs["method"] == method, "parametrization"])
-    for m in linear:
+    for m in warm:
         r = runs[(runs["method"] == m) & (runs["optimizer"] == "sgd")]
         if len(r) and not set(r["parametrization"]) <= seen:
             panels.append(m)
@@ -163,27 +198,35 @@ def trajectory_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame) -> pd.
     return pd.concat([_panel_runs(cfg, runs, phase, m).assign(panel=m) for m in panels], ignore_index=True)
 
 
+def panel_eta(cells: pd.DataFrame, controls: pd.DataFrame) -> float:
+    """The eta_trgt a trajectory panel shows: the smallest one at which the no-warmup control fails (some seed)
+    while some warmup length of the method trains every seed, i.e. where warmup makes the difference; without
+    such a value (no control, or it never fails), the largest one the longest warmup trains."""
+    trained = cells[cells["trainable"] & (cells["T_wrm"] > 1)]
+    failing = set(controls.loc[controls["failed"] > 0, "eta_trgt_setting"])
+    differs = sorted(set(trained["eta_trgt_setting"]) & failing)
+    if differs:
+        return differs[0]
+    longest = trained[trained["T_wrm"] == trained["T_wrm"].max()]
+    return longest["eta_trgt_setting"].max() if len(longest) else cells["eta_trgt_setting"].min()
+
+
 def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: str) -> pd.DataFrame:
     mine = runs[runs["method"] == method]
     variant = sorted(mine["variant"].unique())[0]  # one variant of the method's other grid axes per panel
     mine = mine[mine["variant"] == variant]
-    cells = phase[(phase["method"] == method) & (phase["variant"] == variant) & phase["trainable"]]
-    if cells.empty:
-        eta = mine["eta_trgt_setting"].min()
-    else:
-        eta = cells[cells["T_wrm"] == cells["T_wrm"].max()]["eta_trgt_setting"].max()
-    chosen = mine[mine["eta_trgt_setting"] == eta].sort_values(["T_wrm", "seed"])  # every seed: overlaid
-    # the same eta_trgt without warmup (a `none` method in the same parametrization), as in Fig. 1
-    param = set(mine["parametrization"])
-    others = runs[
-        (runs["method"] != method)
-        & (runs["eta_trgt_setting"] == eta)
-        & (runs["T_wrm"] == 1)
-        & runs["parametrization"].isin(param)
-        & (runs["optimizer"] == mine["optimizer"].iloc[0])
+    # the no-warmup runs of the same optimizer and parametrization, as in Fig. 1
+    controls = with_role(runs, NO_WARMUP)
+    controls = controls[
+        controls["parametrization"].isin(set(mine["parametrization"]))
+        & (controls["optimizer"] == mine["optimizer"].iloc[0])
+        & (controls["eta_relative_to"] == mine["eta_relative_to"].iloc[0])
     ]
-    others = others[others["method"] == others["method"].iloc[0]] if len(others) else others
-    both = pd.concat([others, chosen]).sort_values(["T_wrm", "seed"], kind="stable")
+    controls = controls[controls["method"] == controls["method"].iloc[0]] if len(controls) else controls
+    cells = phase[(phase["method"] == method) & (phase["variant"] == variant)]
+    eta = panel_eta(cells, controls)
+    chosen = mine[mine["eta_trgt_setting"] == eta]  # every seed: overlaid
+    both = pd.concat([controls[controls["eta_trgt_setting"] == eta], chosen]).sort_values(["T_wrm", "seed"])
     shown = sorted(both["T_wrm"].unique())[-cfg.report.max_trajectories :]  # the longest warmups, every seed
     return both[both["T_wrm"].isin(shown)]
 
@@ -217,7 +260,7 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 
 def read_trajectory(root: Path, method: str, run_key: str) -> pd.DataFrame:
-    return pd.read_parquet(root / "runs" / method / f"{run_key}.parquet")
+    return pd.read_parquet(root / RUNS_DIR / method / f"{run_key}.parquet")
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -236,67 +279,51 @@ def _clean(value: Any) -> Any:
 
 def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame) -> dict:
     methods: dict[str, Any] = {}
+    summary = method_table(runs, phase)
     for method in cfg.methods:
         r = runs[runs["method"] == method]
         t = trainable[trainable["method"] == method]
-        # the best grid cell by its mean over seeds, among the cells where every seed trained
-        cells = phase[(phase["method"] == method) & phase["trainable"]]
-        best = cells.loc[cells["final_test_accuracy"].idxmax()] if cells["final_test_accuracy"].notna().any() else None
+        m = summary[summary["method"] == method]
+        best = m.loc[m["best_final_val_accuracy"].idxmax()] if m["best_final_val_accuracy"].notna().any() else None
+        unit = UNIT_COLUMNS[r["eta_unit"].iloc[0]]
+        label = [(f"{row.variant} " if row.variant else "") + f"T_wrm={int(row.T_wrm)}" for row in t.itertuples()]
         methods[method] = {
+            "optimizer": r["optimizer"].iloc[0],
+            "parametrization": r["parametrization"].iloc[0],
+            "eta_unit": r["eta_unit"].iloc[0],
             "runs": len(r),
             "seeds": int(r["seed"].nunique()),
             "diverged": int(r["diverged"].sum()),
             "failed": int(r["failed"].sum()),
-            "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else None,
-            "best_final_test_accuracy_sd": best["final_test_accuracy_sd"] if best is not None else None,
-            "best_eta_trgt_setting": best["eta_trgt_setting"] if best is not None else None,
-            "best_T_wrm": int(best["T_wrm"]) if best is not None else None,
+            # the best grid cell, chosen on mean validation accuracy among cells where every seed trained
+            "best_final_test_accuracy": best["best_final_test_accuracy"] if best is not None else None,
+            "best_final_test_accuracy_sd": best["best_final_test_accuracy_sd"] if best is not None else None,
+            f"best_{unit}": best[f"best_{unit}"] if best is not None else None,
+            "best_T_wrm": int(best["best_T_wrm"]) if best is not None else None,
             **({"best_variant": best["variant"]} if best is not None and best["variant"] else {}),
-            "max_trainable_eta_trgt_setting": {
-                (f"{row.variant} " if row.variant else "")
-                + f"T_wrm={int(row.T_wrm)}": row.max_trainable_eta_trgt_setting
-                for row in t.itertuples()
-            },
+            f"max_trainable_{unit}": dict(zip(label, t[f"max_trainable_{unit}"])),
+            "max_trainable_is_lower_bound": dict(zip(label, t["max_trainable_is_lower_bound"].astype(bool))),
             "lambda_0_mean": r["lambda_0"].mean(),
-            # eta_c lambda_0: 2 for a quadratic along the gradient (docs/science.md section 5)
-            "critical_lr_times_lambda_0_mean": (
-                r["critical_lr_times_lambda_0"].mean() if "critical_lr_times_lambda_0" in r else None
-            ),
         }
-    # T_wrm = 1: no warmup; T_wrm = 0: persistent_catapult (a warmup without a fixed length)
-    no_warmup = trainable[trainable["T_wrm"] == 1]
-    warmup = trainable[trainable["T_wrm"] != 1]
-    headline = {
-        "largest_trainable_eta_setting_without_warmup": no_warmup["max_trainable_eta_trgt_setting"].max(),
-        "largest_trainable_eta_setting_with_warmup": warmup["max_trainable_eta_trgt_setting"].max(),
-        # best cell means over seeds (cells where every seed trained)
-        "best_test_accuracy_without_warmup": phase[phase["trainable"] & (phase["T_wrm"] == 1)][
-            "final_test_accuracy"
-        ].max(),
-        "best_test_accuracy_with_warmup": phase[phase["trainable"] & (phase["T_wrm"] != 1)][
-            "final_test_accuracy"
-        ].max(),
-        "seeds": int(runs["seed"].nunique()),
-        "runs": len(runs),
-        "largest_trainable_by_optimizer_family": _largest_by_family(runs, trainable),
-    }
+    setups = {}
+    for (optimizer, parametrization, unit), cells in phase.merge(
+        runs[["method", "optimizer", "parametrization"]].drop_duplicates("method"), on="method"
+    ).groupby(["optimizer", "parametrization", "eta_unit"], sort=True):
+        entry: dict[str, Any] = {"eta_unit": unit}
+        # T_wrm = 1: no warmup; any other (0: persistent_catapult, a warmup without a fixed length): with warmup
+        for name, part in (("without_warmup", cells[cells["T_wrm"] == 1]), ("with_warmup", cells[cells["T_wrm"] != 1])):
+            if not len(part):
+                continue
+            top = largest_trainable(part.assign(group=0), ["group"]).iloc[0]
+            best = best_cell(part)
+            entry[f"largest_trainable_{UNIT_COLUMNS[unit]}_{name}"] = top["max_trainable"]
+            entry[f"largest_trainable_{name}_is_lower_bound"] = bool(top["max_trainable_is_lower_bound"])
+            if best is not None:
+                entry[f"best_test_accuracy_{name}"] = best["final_test_accuracy"]
+                entry[f"best_{name}"] = f"{best['method']} {unit}={best['eta_trgt_setting']:g} T_wrm={best['T_wrm']}"
+        setups[f"{optimizer}_{parametrization}"] = entry
+    headline = {"seeds": int(runs["seed"].nunique()), "runs": len(runs), **setups}
     return _clean({"headline": headline, "methods": methods})
-
-
-def _largest_by_family(runs: pd.DataFrame, trainable: pd.DataFrame) -> dict[str, Any]:
-    """Which methods train at the largest eta_trgt setting, separately for SGD and Adam-family optimizers
-    (their eta grids are on different scales)."""
-    family = (
-        runs.drop_duplicates("method").set_index("method")["optimizer"].map(lambda o: "sgd" if o == "sgd" else "adam")
-    )
-    out: dict[str, Any] = {}
-    best = trainable.groupby("method")["max_trainable_eta_trgt_setting"].max()
-    for fam in sorted(set(family)):
-        values = best[best.index.isin(family[family == fam].index)].dropna()
-        if len(values):
-            top = values.max()
-            out[fam] = {"eta_trgt_setting": top, "methods": sorted(values[values == top].index)}
-    return out
 
 
 def add_axes(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
@@ -321,6 +348,7 @@ def add_axes(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
         if varying:
             variant[mine] = runs.loc[mine, varying].apply(lambda r: ", ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     runs["variant"] = variant
+    runs["eta_unit"] = eta_unit(runs)
     return runs
 
 
@@ -367,28 +395,28 @@ def claims_table(results: list[ClaimResult]) -> pd.DataFrame:
 
 def analyze(cfg: Config, root: Path) -> dict:
     """Write analysis/*.csv, analysis/plots/*.csv (DVC plots) and metrics.json; returns the metrics."""
-    runs = add_run_statistics(cfg, add_axes(cfg, load_summaries(cfg, root)), root)
+    runs = add_run_statistics(cfg, apply_failure_rule(add_axes(cfg, load_summaries(cfg, root))), root)
     phase = phase_diagram(runs)
     trainable = max_trainable(phase)
-    out = root / "analysis"
+    out = root / ANALYSIS_DIR
     _write_csv(runs, out / "runs.csv")
     _write_csv(phase, out / "phase_diagram.csv")
     _write_csv(trainable, out / "max_trainable_lr.csv")
     _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
     _write_csv(method_table(runs, phase), out / "methods.csv")
     _write_csv(catapult_table(runs, root), out / "catapults.csv")
-    _write_csv(catapult_init_vs_linear(runs, tuple(config_axes(cfg))), out / "catapult_init_vs_linear.csv")
+    _write_csv(critical_start_pairs(runs, tuple(config_axes(cfg))), out / "catapult_init_vs_linear.csv")
     chosen = trajectory_runs(cfg, runs, phase)
     _write_csv(chosen, out / "trajectory_runs.csv")
     # DVC plot data: the trajectory of the longest-warmup run of the first panel of the Fig.-1 set.
     last = chosen[chosen["panel"] == chosen["panel"].iloc[0]].iloc[-1]
     traj = read_trajectory(root, last["method"], last["run_key"])
     measured = traj.dropna(subset=["sharpness", "stability_threshold"])
-    _write_csv(measured[["step", "sharpness", "stability_threshold"]], out / "plots" / "sharpness.csv")
-    _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], out / "plots" / "lr_loss.csv")
+    _write_csv(measured[["step", "sharpness", "stability_threshold"]], root / PLOTS_DIR / "sharpness.csv")
+    _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], root / PLOTS_DIR / "lr_loss.csv")
     claims = check_claims(runs, tuple(config_axes(cfg)))
     _write_csv(claims_table(claims), out / "claims.csv")
     metrics = headline_metrics(cfg, runs, phase, trainable)
     metrics["claims"] = _clean(claims_metrics(claims))
-    atomic_write_text(root / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(root / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics

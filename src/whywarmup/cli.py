@@ -77,7 +77,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     root = _root(args.params)
     os.chdir(root)
     meta = save_prepared(build_dataset(cfg.data), prepared_path(cfg.data))
-    print(f"prepared {meta['dataset']}: train {meta['train']}, test {meta['test']} -> {prepared_path(cfg.data)}")
+    print(
+        f"prepared {meta['dataset']}: train {meta['train']}, validation {meta['validation']}, test {meta['test']} "
+        f"-> {prepared_path(cfg.data)}"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:

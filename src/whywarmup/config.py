@@ -75,7 +75,9 @@ def training_set_size(data: dict[str, Any]) -> int | None:
         return None
     if data.get("dataset", "digits") == "digits":  # no official test split: test_fraction is held out
         n -= int(round(fraction * n))
-    return min(n, subset) if subset else n
+    n = min(n, subset) if subset else n
+    validation = data.get("validation_fraction", 0.1)
+    return n - int(round(validation * n)) if isinstance(validation, (int, float)) else None
 
 
 def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
@@ -311,6 +313,12 @@ def _keys_at(root: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
     return keys or _known_keys()
 
 
+RETIRED = {  # settings that no longer exist, and why
+    ("data", "prepared_dir"): "no longer a setting: the prepared data always goes to data/prepared, the output "
+    "dvc.yaml names (one place for each path); delete this line",
+}
+
+
 def _section_keys(section: str) -> set[str]:
     """The setting names of a global section (of every kind, for the model)."""
     return {k for m in _models_in(Config.model_fields[section].annotation) for k in m.model_fields}
@@ -320,6 +328,8 @@ def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """Why a key is not allowed where it is: a setting of another optimizer / model / method kind, a key of a
     global section written in a method, or a typo."""
     key = str(loc[-1])
+    if tuple(loc[-2:]) in RETIRED:
+        return RETIRED[tuple(loc[-2:])]
     models, union = _models_at(root, tuple(loc[:-1]))
     owners = [m for m in union if key in m.model_fields and m not in models]
     if owners and models:

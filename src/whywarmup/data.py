@@ -19,6 +19,7 @@ import torch
 from .datasets import load_arrays
 from .errors import DataError
 from .files import atomic_write_bytes
+from .layout import PREPARED_DIR
 from .sections import DataConfig
 
 
@@ -30,6 +31,8 @@ class PreparedData:
     y_test: torch.Tensor
     num_classes: int
     dataset: str
+    x_val: torch.Tensor | None = None  # held out from the training split (data.validation_fraction)
+    y_val: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -43,6 +46,8 @@ class PreparedData:
             self.y_test.to(device),
             self.num_classes,
             self.dataset,
+            self.x_val.to(device, dtype) if self.x_val is not None else None,
+            self.y_val.to(device) if self.y_val is not None else None,
         )
 
 
@@ -68,6 +73,11 @@ def build_dataset(cfg: DataConfig) -> PreparedData:
     if cfg.num_examples is not None and cfg.num_examples < len(x):
         keep = np.sort(rng.permutation(len(x))[: cfg.num_examples])
         x, y = x[keep], y[keep]
+    # the validation set: a fixed random part of the training examples, never trained on
+    perm = rng.permutation(len(x))
+    n_val = int(round(cfg.validation_fraction * len(x)))
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    x_val, y_val, x, y = x[val], y[val], x[train], y[train]
     if cfg.num_test_examples is not None and cfg.num_test_examples < len(x_te):
         keep = np.sort(rng.permutation(len(x_te))[: cfg.num_test_examples])
         x_te, y_te = x_te[keep], y_te[keep]
@@ -76,6 +86,7 @@ def build_dataset(cfg: DataConfig) -> PreparedData:
     std = x.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
     x = ((x - mean) / std).astype(np.float32)
     x_te = ((x_te - mean) / std).astype(np.float32)
+    x_val = ((x_val - mean) / std).astype(np.float32)
     return PreparedData(
         torch.from_numpy(x),
         torch.from_numpy(y),
@@ -83,11 +94,13 @@ def build_dataset(cfg: DataConfig) -> PreparedData:
         torch.from_numpy(y_te),
         num_classes,
         cfg.dataset,
+        torch.from_numpy(x_val),
+        torch.from_numpy(y_val),
     )
 
 
 def prepared_path(cfg: DataConfig) -> Path:
-    return Path(cfg.prepared_dir) / f"{cfg.dataset}.pt"
+    return Path(PREPARED_DIR) / f"{cfg.dataset}.pt"
 
 
 def _sha256(data: bytes) -> str:
@@ -105,6 +118,8 @@ def save_prepared(data: PreparedData, path: Path) -> dict:
             "y_test": data.y_test,
             "num_classes": data.num_classes,
             "dataset": data.dataset,
+            "x_val": data.x_val,
+            "y_val": data.y_val,
         },
         buf,
     )
@@ -115,6 +130,7 @@ def save_prepared(data: PreparedData, path: Path) -> dict:
         "num_classes": data.num_classes,
         "train": list(data.x_train.shape),
         "test": list(data.x_test.shape),
+        "validation": list(data.x_val.shape) if data.x_val is not None else None,
     }
     atomic_write_bytes(path, payload)
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2).encode())
@@ -135,4 +151,8 @@ def load_prepared(path: Path) -> PreparedData:
             f"corrupted or was changed by hand. {rebuild}"
         )
     d = torch.load(io.BytesIO(payload), weights_only=True)
-    return PreparedData(d["x_train"], d["y_train"], d["x_test"], d["y_test"], d["num_classes"], d["dataset"])
+    if "x_val" not in d:
+        raise DataError(f"Prepared data {path} was written by an older version (no validation split). {rebuild}")
+    return PreparedData(
+        d["x_train"], d["y_train"], d["x_test"], d["y_test"], d["num_classes"], d["dataset"], d["x_val"], d["y_val"]
+    )

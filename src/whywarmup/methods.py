@@ -7,7 +7,7 @@ optimizer). Adding a method is adding one class below and listing it in METHOD_T
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import torch
 from pydantic import Field, model_validator
@@ -17,10 +17,20 @@ from .optim import build_optimizer
 from .schedules import CatapultInitSchedule, PersistentCatapultSchedule, Schedule, WarmupSchedule
 from .sections import GIAdamConfig, LearningRate, OptimizerConfig, Seed, SGDConfig, StepCount, Strict
 
+# The roles a method kind plays in the analysis (docs/science.md sections 6-7). The claims, tables and figures select
+# runs by role, never by kind name, so a new kind takes part in what its roles say by declaring them.
+NO_WARMUP = "no_warmup"  # eta_trgt from the first update: the control of C1, C3 (b), C4 and C6; T_wrm = 1 in figures
+FIXED_WARMUP = "fixed_warmup"  # a warmup of a fixed length T_wrm: C1-C4, the control of C5 and C7, trajectory figure
+CRITICAL_START = "critical_start"  # starts at the critical learning rate: C5's subject and its steps figure
+ADAPTIVE_WARMUP = "adaptive_warmup"  # a warmup without a fixed length: C7's subject and its figure
+GRADIENT_INIT = "gradient_init"  # optimizer state initialized from the first gradient: C6's subject, GI-Adam figure
+ROLES = (NO_WARMUP, FIXED_WARMUP, CRITICAL_START, ADAPTIVE_WARMUP, GRADIENT_INIT)
+
 
 class MethodBase(Strict):
     """Fields every method has. `grid` and `overrides` are resolved away before a run starts."""
 
+    roles: ClassVar[frozenset[str]] = frozenset()  # what the analysis uses its runs for (ROLES)
     kind: str
     optimizer: OptimizerConfig = Field(default_factory=SGDConfig)
     eta_trgt: LearningRate = Field(1.0, description="Target learning rate, or c in eta_trgt = c / lambda_0.")
@@ -54,6 +64,7 @@ class MethodBase(Strict):
 class NoWarmup(MethodBase):
     """Constant eta_trgt from the first update (T_wrm = 1), then the decay phase."""
 
+    roles = frozenset({NO_WARMUP})
     kind: Literal["none"]
 
     def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
@@ -63,6 +74,7 @@ class NoWarmup(MethodBase):
 class LinearWarmup(MethodBase):
     """eta_t = eta_trgt (t / T_wrm)^k for t <= T_wrm (docs/science.md section 2 with eta_init = 0)."""
 
+    roles = frozenset({FIXED_WARMUP})
     kind: Literal["linear"]
     warmup_steps: StepCount = Field(64, description="T_wrm (1 = no warmup).")
     exponent: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = Field(
@@ -80,6 +92,7 @@ class LinearWarmup(MethodBase):
 class GIAdamMethod(LinearWarmup):
     """GI-Adam (docs/science.md section 6): optimizer gi_adam (v_0 = g_0^2), without warmup unless warmup_steps > 1."""
 
+    roles = frozenset({GRADIENT_INIT})
     kind: Literal["gi_adam"]
     optimizer: OptimizerConfig = Field(default_factory=GIAdamConfig)
     warmup_steps: StepCount = Field(1, description="T_wrm of an optional linear warmup.")
@@ -94,6 +107,7 @@ class GIAdamMethod(LinearWarmup):
 class CatapultInit(MethodBase):
     """Start at the critical learning rate found by the catapult search, with the linear warmup's slope."""
 
+    roles = frozenset({CRITICAL_START})
     kind: Literal["catapult_init"]
     warmup_steps: StepCount = Field(64, description="T_wrm of the linear warmup it shortens.")
 
@@ -114,6 +128,7 @@ class CatapultInit(MethodBase):
 class PersistentCatapult(MethodBase):
     """Feedback warmup without T_wrm: every `every` steps lr = min(eta_trgt, max(lr, gamma * eta_c(theta_t)))."""
 
+    roles = frozenset({ADAPTIVE_WARMUP})
     kind: Literal["persistent_catapult"]
     decay: Literal["constant"] = Field("constant", description="Constant eta_trgt once reached.")
     gamma: Annotated[float, Field(gt=1, le=100, allow_inf_nan=False)] = Field(
@@ -138,3 +153,15 @@ METHOD_TYPES: tuple[type[MethodBase], ...] = (NoWarmup, LinearWarmup, GIAdamMeth
 
 # The discriminated union of params.yaml `methods` entries, built from the registry.
 MethodConfig = Annotated[Union[METHOD_TYPES], Field(discriminator="kind")]  # noqa: UP007
+
+
+def kinds_with(role: str) -> set[str]:
+    """The method kinds (their `kind` tags) that play `role` in the analysis, read from the registry."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {ROLES}")
+    out: set[str] = set()
+    for cls in METHOD_TYPES:
+        annotation = cls.model_fields["kind"].annotation
+        if role in cls.roles and get_origin(annotation) is Literal:
+            out |= set(get_args(annotation))
+    return out

@@ -22,10 +22,13 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from .analysis import read_trajectory  # noqa: E402
-from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, catapult_init_vs_linear  # noqa: E402
+from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED  # noqa: E402
 from .config import Config, config_axes  # noqa: E402
+from .derived import UNIT_COLUMNS, critical_start_pairs, with_role  # noqa: E402
 from .evidence import MIN_SEEDS  # noqa: E402
 from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from .layout import ANALYSIS_DIR, METRICS_FILE, REPORTS_DIR  # noqa: E402
+from .methods import ADAPTIVE_WARMUP, FIXED_WARMUP, GRADIENT_INIT, NO_WARMUP  # noqa: E402
 from .tracking import TAG_ROLE, redact  # noqa: E402
 
 
@@ -38,6 +41,13 @@ class Figure:
 
 
 RUNS_LINE = "Runs shown (in MLflow: filter tags.whywarmup.run_key = '<key>')"
+
+
+def _runs_line(keys: list[str], every: set[str]) -> str:
+    """The runs a figure shows, each named once; a figure of every run says so instead of listing them all."""
+    if set(keys) == every:
+        return f"Runs shown: all {len(every)} runs (analysis/runs.csv lists them with their run keys)."
+    return f"{RUNS_LINE}: {', '.join(dict.fromkeys(keys))}"
 
 
 def _eta_label(runs: pd.DataFrame) -> str:
@@ -116,17 +126,22 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
 
 
 def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
-    # One panel per eta convention (c / lambda_0 for the SGD grids, absolute for the Adam grids).
-    groups = list(runs.groupby("eta_relative_to", sort=True))
+    """One panel per eta unit (c for the SGD grids, absolute eta_trgt for the Adam grids): never maxed together.
+    A value at the top of the grid is a lower bound, drawn as an upward triangle."""
+    groups = list(trainable.groupby("eta_unit", sort=True))
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
-    for ax, (_, group) in zip(axes[0], groups):
-        for method, variant in dict.fromkeys(zip(group["method"], group["variant"])):
-            rows = trainable[(trainable["method"] == method) & (trainable["variant"] == variant)]
-            ax.plot(rows["T_wrm"], rows["max_trainable_eta_trgt_setting"], "o-", label=_panel_title(method, variant))
+    for ax, (unit, group) in zip(axes[0], groups):
+        column = f"max_trainable_{UNIT_COLUMNS[unit]}"
+        for i, (method, variant) in enumerate(dict.fromkeys(zip(group["method"], group["variant"]))):
+            rows = group[(group["method"] == method) & (group["variant"] == variant)]
+            ax.plot(rows["T_wrm"], rows[column], "-", color=f"C{i}", label=_panel_title(method, variant))
+            bound = rows["max_trainable_is_lower_bound"].astype(bool)
+            ax.plot(rows.loc[~bound, "T_wrm"], rows.loc[~bound, column], "o", color=f"C{i}")
+            ax.plot(rows.loc[bound, "T_wrm"], rows.loc[bound, column], "^", color=f"C{i}", ms=8)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("T_wrm (0: persistent catapult)")
-        ax.set_ylabel(f"largest trainable {_eta_label(group)}")
+        ax.set_ylabel("largest trainable " + ("c = eta_trgt * lambda_0" if unit == "c" else "eta_trgt"))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return _save(
@@ -134,7 +149,8 @@ def max_trainable_figure(trainable: pd.DataFrame, runs: pd.DataFrame, path: Path
         path,
         "Largest trainable eta_trgt vs T_wrm",
         "For each method and warmup length, the largest target learning rate at which no seed failed "
-        "(docs/science.md claim C1: it grows with T_wrm).",
+        "(docs/science.md claim C1: it grows with T_wrm). A triangle is the top of the grid: the method trains "
+        "there, so the true limit is at least that (a lower bound). c and absolute learning rates get separate panels.",
         runs["run_key"].tolist(),
     )
 
@@ -206,25 +222,27 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         path,
         "Trajectories (Fig. 1 style)",
         "Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for GD) for "
-        "several warmup lengths; one row per parametrization: " + "; ".join(titles) + ".",
+        "several warmup lengths, every seed overlaid; one row per parametrization: " + "; ".join(titles) + ". Each "
+        "row's eta_trgt is the smallest one at which the no-warmup runs fail while some warmup trains every seed "
+        "(where warmup makes the difference); a row without such a value shows the largest eta_trgt the longest "
+        "warmup trains.",
         chosen["run_key"].tolist(),
     )
 
 
 def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
-    """Preconditioned sharpness of Adam and GI-Adam without warmup at the smallest common eta_trgt, every seed
-    (docs/science.md C6)."""
-    sel = runs[(runs["T_wrm"] == 1) & runs["optimizer"].isin(["adam", "gi_adam"])]
-    if set(sel["optimizer"]) != {"adam", "gi_adam"}:
-        return None
-    common = set(sel[sel["optimizer"] == "adam"]["eta_trgt_setting"]) & set(
-        sel[sel["optimizer"] == "gi_adam"]["eta_trgt_setting"]
-    )
+    """Preconditioned sharpness of Adam and GI-Adam without warmup at the smallest common eta_trgt, every seed, on a
+    step axis that resolves the first updates (docs/science.md C6)."""
+    adam = with_role(runs, NO_WARMUP, FIXED_WARMUP)
+    adam = adam[(adam["optimizer"] == "adam") & (adam["T_wrm"] == 1)]
+    gi = with_role(runs, GRADIENT_INIT)
+    gi = gi[gi["T_wrm"] == 1]
+    common = set(adam["eta_trgt_setting"]) & set(gi["eta_trgt_setting"])
     if not common:
         return None
     eta = min(common)
-    chosen = sel[sel["eta_trgt_setting"] == eta]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    chosen = pd.concat([adam[adam["eta_trgt_setting"] == eta], gi[gi["eta_trgt_setting"] == eta]])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for i, (method, group) in enumerate(chosen.groupby("method", sort=False)):
         for j, row in enumerate(group.itertuples()):  # one line per seed
             traj = read_trajectory(root, row.method, row.run_key).dropna(subset=["preconditioned_sharpness"])
@@ -232,15 +250,14 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
             ax.plot(traj["step"], traj["preconditioned_sharpness"], "o-", color=f"C{i}", label=name, ms=3, alpha=0.8)
             ax.plot(traj["step"], traj["stability_threshold"], color=f"C{i}", ls="--", lw=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
+    _step_axes([ax])
     ax.set_ylabel("preconditioned sharpness (dashed: threshold)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
     return _save(
         fig,
         path,
         "GI-Adam vs Adam: preconditioned sharpness without warmup",
-        f"Top eigenvalue of P^-1 H at eta_trgt = {eta:g}, measured at the steps shown, against the Adam threshold "
+        f"Top eigenvalue of P^-1 H at eta_trgt = {eta:g}, measured at every one of the first updates and then at the "
+        "measurement cadence (step axis linear to 10, logarithmic beyond), against the Adam threshold "
         "(2 + 2 beta1) / ((1 - beta1) eta_t) (docs/science.md claim C6).",
         chosen["run_key"].tolist(),
     )
@@ -249,20 +266,21 @@ def gi_adam_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
 def steps_saved_figure(runs: pd.DataFrame, path: Path, axes: tuple[str, ...] = ()) -> Figure | None:
     """Warmup steps used by catapult_init and by linear at each (eta_trgt, T_wrm) (docs/science.md C5): the pairs C5 is
     computed from (same optimizer, parametrization, eta_trgt, T_wrm, seed; both trained)."""
-    pairs = catapult_init_vs_linear(runs, axes)
-    pairs = pairs[(pairs["failed_catapult_init"] == 0) & (pairs["failed_linear"] == 0)]
+    pairs = critical_start_pairs(runs, axes)
+    pairs = pairs[(pairs["failed_subject"] == 0) & (pairs["failed_control"] == 0)]
     if pairs.empty:
         return None
+    subject, control = pairs["method_subject"].iloc[0], pairs["method_control"].iloc[0]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for i, (t_wrm, cell) in enumerate(pairs.groupby("T_wrm")):
         # one point per seed, spread sideways a little so that equal values stay visible
         seeds = sorted(cell["seed"].unique())
         offset = cell["seed"].map({s: 2 ** (0.08 * (k - (len(seeds) - 1) / 2)) for k, s in enumerate(seeds)})
         x = cell["eta_trgt_setting"] * offset
-        ax.plot(x, cell["warmup_steps_used_linear"], "s", mfc="none", color=f"C{i}", label=f"linear T_wrm={t_wrm}")
-        ax.plot(x, cell["warmup_steps_used_catapult_init"], "o", color=f"C{i}", label=f"catapult_init T_wrm={t_wrm}")
+        ax.plot(x, cell["warmup_steps_used_control"], "s", mfc="none", color=f"C{i}", label=f"{control} T_wrm={t_wrm}")
+        ax.plot(x, cell["warmup_steps_used_subject"], "o", color=f"C{i}", label=f"{subject} T_wrm={t_wrm}")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel(_eta_label(runs[runs["kind"] == "catapult_init"]))
+    ax.set_xlabel(_eta_label(runs[runs["method"] == subject]))
     ax.set_ylabel("update at which eta_trgt is reached")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -271,21 +289,28 @@ def steps_saved_figure(runs: pd.DataFrame, path: Path, axes: tuple[str, ...] = (
         path,
         "Warmup steps: catapult_init against linear",
         "Update at which eta_trgt is reached, one point per seed (nudged sideways), per eta_trgt and T_wrm, for "
-        "the catapult_init/linear pairs of claim C5 (same optimizer, parametrization, eta_trgt, T_wrm and seed; both "
-        "trained); catapult_init starts at the critical learning rate with the same slope. Every pair is in "
-        "analysis/catapult_init_vs_linear.csv.",
-        pairs["run_key_catapult_init"].tolist() + pairs["run_key_linear"].tolist(),
+        "the pairs of claim C5 (same optimizer, parametrization, eta_trgt, T_wrm and seed; both trained); "
+        "catapult_init starts at the critical learning rate with the same slope, so it needs fewer steps by "
+        "construction: the figure measures how many. Every pair is in analysis/catapult_init_vs_linear.csv.",
+        pairs["run_key_subject"].tolist() + pairs["run_key_control"].tolist(),
     )
 
 
 def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | None:
-    """persistent_catapult's lr and sharpness against the linear runs at its largest commonly trained eta (C7)."""
-    pc = runs[(runs["kind"] == "persistent_catapult") & (runs["failed"] == 0)]
-    lin = runs[(runs["kind"] == "linear") & (runs["failed"] == 0) & runs["optimizer"].isin(pc["optimizer"].unique())]
+    """The adaptive warmup's lr and sharpness against the fixed warmups at one eta_trgt (C7): the largest one at
+    which every trained persistent run reached eta_trgt; the caption says which eta_trgt some runs did not reach."""
+    pc = with_role(runs, ADAPTIVE_WARMUP)
+    pc = pc[pc["failed"] == 0]
+    lin = with_role(runs, FIXED_WARMUP)
+    lin = lin[(lin["failed"] == 0) & lin["optimizer"].isin(pc["optimizer"].unique())]
     common = sorted(set(pc["eta_trgt_setting"]) & set(lin["eta_trgt_setting"]))
     if not common:
         return None
-    eta = common[-1]
+    reached = pc.groupby("eta_trgt_setting")["warmup_steps_used"].agg(lambda x: int(x.notna().sum()))
+    counts = pc.groupby("eta_trgt_setting")["run_key"].count()
+    everyone = [e for e in common if reached[e] == counts[e]]
+    eta = everyone[-1] if everyone else common[-1]
+    short = [f"{e:g} ({reached[e]} of {counts[e]} runs)" for e in sorted(counts.index) if reached[e] < counts[e]]
     chosen = pd.concat([pc[pc["eta_trgt_setting"] == eta], lin[lin["eta_trgt_setting"] == eta]])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     _plot_runs(
@@ -293,18 +318,24 @@ def persistent_figure(root: Path, runs: pd.DataFrame, path: Path) -> Figure | No
         chosen,
         axes[0],
         axes[1],
-        lambda row: row.method if row.kind == "persistent_catapult" else f"{row.method} T_wrm={row.T_wrm}",
+        lambda row: row.method if row.T_wrm == 0 else f"{row.method} T_wrm={row.T_wrm}",
     )
     axes[0].set_ylabel("learning rate")
     axes[1].set_ylabel("sharpness (dashed: 2 / lr)")
     axes[1].set_yscale("log")
     _step_axes(axes)
+    not_reached = (
+        "Trained runs that did not reach eta_trgt within the run: at " + "; ".join(short) + "."
+        if short
+        else "Every trained persistent_catapult run reached its eta_trgt."
+    )
     return _save(
         fig,
         path,
         "persistent_catapult against linear warmup",
-        f"Learning rate and sharpness at {_eta_label(chosen)} = {eta:g}: persistent_catapult raises the lr to gamma "
-        "times the local critical lr at each re-estimate, without a T_wrm (docs/science.md claim C7).",
+        f"Learning rate and sharpness at {_eta_label(chosen)} = {eta:g}, the largest value at which every trained "
+        "persistent_catapult run reached eta_trgt: it raises the lr to gamma times the local critical lr at each "
+        f"re-estimate, without a T_wrm (docs/science.md claim C7). {not_reached}",
         chosen["run_key"].tolist(),
     )
 
@@ -416,10 +447,36 @@ LARGE_CATAPULT = 2.0  # the loss at least doubles: a catapult proper, not an edg
 
 
 def report_config_yaml(cfg: Config) -> str:
-    """The exact configuration for the report, with any password in the tracking URI redacted."""
-    config = cfg.model_dump(mode="json")
-    config["tracking"]["uri"] = redact(config["tracking"]["uri"])
+    """The configuration that ran, as params.yaml sets it: the settings the file gives (every other one takes its
+    default, which `whywarmup schema` lists), the tracking URI's password redacted. Sections the runs do not read
+    (executor: results do not depend on it) are left out."""
+    config = cfg.model_dump(mode="json", exclude_unset=True, exclude={"executor"})
+    if "uri" in config.get("tracking", {}):
+        config["tracking"]["uri"] = redact(config["tracking"]["uri"])
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def largest_table(trainable: pd.DataFrame) -> pd.DataFrame:
+    """The report's table of max_trainable_lr.csv: per method (and variant) and T_wrm, the largest trainable value
+    in its unit (">= x" at the top of the grid) and the best cell, chosen on validation, with its test accuracy."""
+    rows = []
+    for r in trainable.itertuples():
+        unit = UNIT_COLUMNS[r.eta_unit]
+        best = getattr(r, f"best_{unit}")
+        accuracy = r.best_final_test_accuracy
+        rows.append(
+            {
+                "method": _panel_title(r.method, r.variant),
+                "T_wrm": r.T_wrm,
+                "unit": "c = eta_trgt * lambda_0" if r.eta_unit == "c" else "eta_trgt",
+                "largest trainable": r.max_trainable,
+                "best (on validation)": "-" if pd.isna(best) else f"{best:g}",
+                "its test accuracy": "-"
+                if pd.isna(accuracy)
+                else f"{100 * accuracy:.1f} +- {100 * np.nan_to_num(r.best_final_test_accuracy_sd):.1f}",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -543,12 +600,12 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><b
 
 
 def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
-    analysis = root / "analysis"
+    analysis = root / ANALYSIS_DIR
     runs, phase, trainable, chosen = (
         _read_table(analysis / f"{name}.csv")
         for name in ("runs", "phase_diagram", "max_trainable_lr", "trajectory_runs")
     )
-    out = root / "reports"
+    out = root / REPORTS_DIR
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     figures = [
@@ -560,15 +617,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         persistent_figure(root, runs, figdir / "persistent_vs_linear.png"),
     ]
     figures = [f for f in figures if f is not None]
-    summary_cols = [
-        "method",
-        *(["variant"] if trainable["variant"].any() else []),
-        "T_wrm",
-        "max_trainable_eta_trgt_setting",
-        "best_final_test_accuracy",
-        "best_eta_trgt_setting",
-    ]
-    table = _table(trainable[summary_cols])
+    table = _table(largest_table(trainable))
     claims = pd.read_csv(analysis / "claims.csv", dtype=str).fillna("")
     claims_title = "The paper's claims, checked on these runs"
     claims_caption = (
@@ -579,7 +628,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "seed: what that seed's runs alone say (at least 80% of its units agree: supported; under 50%: "
         "contradicted). README's 'How each verdict is decided' states each claim's rule."
     )
-    methods_table = _table(pd.read_csv(analysis / "methods.csv"))
+    methods_table = _table(_read_table(analysis / "methods.csv"))
     methods_title = "Methods compared: largest trainable eta_trgt, accuracy and warmup steps"
     critical_path = analysis / "critical_lr.csv"
     try:
@@ -587,10 +636,14 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     except (FileNotFoundError, pd.errors.EmptyDataError):  # no run searched for eta_c
         critical = pd.DataFrame()
     critical_table = _table(critical) if len(critical) else None
-    critical_title = "Critical learning rate at initialization (loss-catapult search) against 2 / lambda_0"
+    critical_title = "Critical learning rate at initialization (loss-catapult search) against each optimizer's limit"
     critical_caption = (
-        "eta_c * lambda_0 per method: 2 would mean the catapult starts exactly at 2 / lambda_0 (a quadratic "
-        "along the top eigenvector); docs/science.md section 5 measured 2.5-3 on the digits FCN."
+        "eta_c over the optimizer's own stability limit at initialization, constant / lambda, with lambda the "
+        "initial sharpness the optimizer sees (lambda_0 for SGD; the preconditioned sharpness for the Adam family) "
+        "and the constant of docs/science.md section 3 (2 for GD; (2 + 2 beta1) / (1 - beta1) = 38 for Adam). For GD "
+        "1 means the catapult starts exactly at 2 / lambda_0 (a quadratic along the top eigenvector; section 5 "
+        "measured 1.25-1.5 on the digits FCN). Adam's first update has no momentum history yet, so a quadratic "
+        "would put its eta_c at 2 / lambda, i.e. 2 / 38 = 0.053 of the limit."
     )
     catapults_table = _table(catapult_summary(pd.read_csv(analysis / "catapults.csv"), runs))
     catapults_title = "Catapults: loss spikes that come back, and the sharpness before and after"
@@ -614,7 +667,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
                 [
                     Image(f.filename, f.title),
                     Text(f.caption),
-                    Text(f"{RUNS_LINE}: {', '.join(dict.fromkeys(f.run_keys))}", small=True),
+                    Text(_runs_line(f.run_keys, set(runs["run_key"])), small=True),
                 ],
                 anchor=f"fig-{Path(f.filename).stem}",
             )
@@ -641,5 +694,5 @@ def _log_report(cfg: Config, root: Path, out: Path) -> None:
     ).info.run_id
     with tracker.closing(run_id):
         tracker.log_artifacts(run_id, out, "report")
-        tracker.log_artifacts(run_id, root / "analysis", "analysis")
-        tracker.log_artifact(run_id, root / "metrics.json")
+        tracker.log_artifacts(run_id, root / ANALYSIS_DIR, "analysis")
+        tracker.log_artifact(run_id, root / METRICS_FILE)

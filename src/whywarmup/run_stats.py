@@ -116,10 +116,16 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
         float(during["sharpness"].max()) / lambda_0 if during["sharpness"].notna().any() and lambda_0 > 0 else math.nan
     )
     _, follow = threshold_following(lts, constant)
+    # eta_trgt lambda / constant at the end of warmup: <= 1 when the warmup brought the sharpness under the threshold
+    end_over_threshold = (
+        float(after["sharpness"].iloc[0] * after["lr"].iloc[0]) / constant if len(after) and constant > 0 else math.nan
+    )
     return {
         "threshold_constant": constant,
         "sharpness_end_of_warmup": float(after["sharpness"].iloc[0]) if len(after) else math.nan,
         "sharpness_end_of_warmup_over_lambda_0": end_ratio,
+        "sharpness_end_of_warmup_over_threshold": end_over_threshold,
+        "sharpness_last": float(measured["sharpness"].iloc[-1]) if len(measured) else math.nan,
         "max_sharpness_during_warmup_over_lambda_0": max_ratio,
         "sharpness_regime": sharpness_regime(max_ratio, end_ratio),
         "lr_times_sharpness_after_reaching_over_c": follow,

@@ -32,11 +32,17 @@ DatasetName = Literal["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
 class DataConfig(Strict):
     dataset: DatasetName = "digits"
     root: str = Field("data/raw", min_length=1, description="Folder of the torchvision datasets (read, or downloaded).")
-    prepared_dir: str = Field("data/prepared", min_length=1, description="Folder of the prepared tensors.")
     download: bool = Field(True, description="Download torchvision datasets that are not in `root`.")
-    num_examples: Count | None = Field(None, description="Random training subset size (None: all).")
+    num_examples: Count | None = Field(
+        None, description="Random subset of the training split (None: all), before validation_fraction is held out."
+    )
     num_test_examples: Count | None = Field(None, description="Random test subset size (None: all).")
     test_fraction: Fraction = Field(0.2, description="Held-out fraction for datasets without a test split.")
+    validation_fraction: Fraction = Field(
+        0.1,
+        description="Fraction of the training examples held out (never trained on) to choose best settings; the "
+        "test set only scores them (docs/science.md section 7).",
+    )
     split_seed: Seed = 0
 
 

@@ -21,6 +21,7 @@ from .config import Config, RunConfig, axis_value, method_axes
 from .data import PreparedData, load_prepared, prepared_path
 from .errors import WhywarmupError
 from .files import atomic_write_bytes, atomic_write_text
+from .layout import RUNS_DIR, STATE_DIR
 from .tracking import TAG_RUN_KEY, Tracker, flatten, open_tracker
 from .train import RunResult, summary_row, train_run
 
@@ -63,7 +64,7 @@ VOLATILE = ("mlflow_run_id", "wall_time_s")  # per-run values that differ betwee
 
 def volatile_path(root: Path, method: str) -> Path:
     """Where a method's MLflow run ids and wall times are kept, outside DVC's outputs."""
-    return root / ".whywarmup" / "mlflow_runs" / f"{method}.csv"
+    return root / STATE_DIR / "mlflow_runs" / f"{method}.csv"
 
 
 class ResumeState:
@@ -73,7 +74,7 @@ class ResumeState:
     next attempt trains only the other grid points and creates no second MLflow run for a finished one."""
 
     def __init__(self, root: Path, method: str, params: dict):
-        self.dir = root / ".whywarmup" / "resume" / method
+        self.dir = root / STATE_DIR / "resume" / method
         self.fingerprint = hashlib.sha256(json.dumps([params, code_version()], sort_keys=True).encode()).hexdigest()
 
     def parent(self, tracker: Tracker) -> str | None:
@@ -229,8 +230,8 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     tracker = open_tracker(cfg, root)
     data_path = root / prepared_path(cfg.data)
     data = load_prepared(data_path)
-    final_dir = root / "runs" / method
-    work_dir = root / ".whywarmup" / "partial" / method  # outside DVC's outputs until complete
+    final_dir = root / RUNS_DIR / method
+    work_dir = root / STATE_DIR / "partial" / method  # outside DVC's outputs until complete
     entry = cfg.methods[method]
     params = entry.model_dump(mode="json")
     state = ResumeState(root, method, params)

@@ -33,6 +33,8 @@ PER_STEP_METRICS = [
     "lr_times_sharpness",
     "sharpness_matvecs",
     "local_critical_lr",
+    "val_loss",
+    "val_accuracy",
     "test_loss",
     "test_accuracy",
 ]

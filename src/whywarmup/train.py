@@ -318,6 +318,8 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         if s < steps and math.isfinite(relevant):
             row["lr_times_sharpness"] = lr * relevant
         if eval_now:
+            if data.x_val is not None and len(data.x_val):
+                row["val_loss"], row["val_accuracy"] = evaluate(model, loss_fn, data.x_val, data.y_val, chunk)
             row["test_loss"], row["test_accuracy"] = evaluate(model, loss_fn, data.x_test, data.y_test, chunk)
         rows.append(row)
         if s < steps:
@@ -347,9 +349,12 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         "failed": float(status != "finished"),
         "final_train_loss": last["loss"] if status != "diverged" else math.nan,
         "final_train_accuracy": last.get("accuracy", math.nan),
+        "final_val_loss": last.get("val_loss", math.nan),
+        "final_val_accuracy": last.get("val_accuracy", math.nan),
         "final_test_loss": last.get("test_loss", math.nan),
         "final_test_accuracy": last.get("test_accuracy", math.nan),
         "sharpness_nonconverged": float(meter.nonconverged),
+        "num_classes": float(data.num_classes),
         **_critical_summary(critical, lambda_0),
         **_feedback_summary(feedback, trajectory, run),
         "steps_completed": float(trajectory["step"].max()),
