@@ -340,4 +340,5 @@ def test_validate_says_what_a_missing_real_dataset_will_cost(tmp_path):
 
 def test_a_retired_setting_says_why_it_went():
     problems = _errors({"data": {"prepared_dir": "elsewhere"}, "methods": {"a": {"kind": "none"}}})
-    assert problems["data.prepared_dir"].startswith("no longer a setting: the prepared data always goes to data/prepared")
+    message = problems["data.prepared_dir"]
+    assert message.startswith("no longer a setting: the prepared data always goes to data/prepared")
