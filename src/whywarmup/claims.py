@@ -234,6 +234,10 @@ def check_c3(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     if not len(sel):
         res.to_decide = "Add trained SGD runs with a warmup (T_wrm > 1) and eta_trgt > 2/lambda_0."
         return res
+    over = sel.assign(over=ratio > limit).groupby("T_wrm")["over"].agg(["sum", "count"])
+    res.finding = "Ending warmup above the threshold (eta_trgt lambda / constant > 1.1), by T_wrm: " + ", ".join(
+        f"{int(t)}: {int(r['sum'])} of {int(r['count'])}" for t, r in over.iterrows()
+    )
     if not len(pairs):
         res.to_decide = (
             "Add a no-warmup method (kind: none) over the same eta_trgt grid, reaching values where it diverges."
