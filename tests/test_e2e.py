@@ -198,6 +198,9 @@ def test_outputs_metrics_and_plots(repo):
     assert (pairs["steps_saved"] == pairs["warmup_steps_used_control"] - pairs["warmup_steps_used_subject"]).all()
     assert set(pairs["method_subject"]) == {"catapult_init"} and set(pairs["method_control"]) == {"linear"}
     assert {"robust_min_c", "robust_max_c", "robust_min_eta_trgt", "robust_max_eta_trgt"} <= set(methods.columns)
+    # a figure of every run says so instead of listing every run key (each run named once per figure)
+    md = (repo / "reports/report.md").read_text()
+    assert md.count("Runs shown: all 13 runs") == 2  # phase diagrams and largest trainable
     # the configuration block shows what params.yaml sets, not every default (e.g. no executor, no unset keys)
     config_block = html[html.index("<h2>Configuration</h2>") :]
     assert "eval_every: 10" in config_block and "executor" not in config_block

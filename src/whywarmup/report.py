@@ -93,11 +93,13 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
                 colour = "white" if c.final_test_accuracy < (vmin + 1) / 2 else "black"
                 ax.text(x, y, f"{100 * c.final_test_accuracy:.1f}", ha="center", va="center", fontsize=7, color=colour)
             if c.cell != "trained":
-                mark = "X" if c.diverged else "F"
+                # X: seeds that diverged, F: seeds that failed to learn without diverging
+                counts = (("X", int(c.diverged)), ("F", int(c.failed - c.diverged)))
+                marks = [f"{m} {k}/{int(c.seeds)}" if c.seeds > 1 else m for m, k in counts if k]
                 ax.text(
                     x,
                     y - (0.3 if c.cell == "partial" else 0),
-                    f"{mark} {int(c.failed)}/{int(c.seeds)}" if c.seeds > 1 else mark,
+                    "\n".join(marks),
                     ha="center",
                     va="center",
                     color="red",
@@ -113,14 +115,16 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
     seeds = int(phase["seeds"].max()) if len(phase) else 0
     fig.suptitle(
         f"Final test accuracy (%) per grid cell, mean over the seeds that trained (up to {seeds}); "
-        "X k/n = k of n seeds diverged, F = failed to learn"
+        "X k/n = k of n seeds diverged, F k/n = k failed to learn without diverging"
     )
     return _save(
         fig,
         path,
         "Phase diagrams",
         "Final test accuracy per (eta_trgt, T_wrm), mean over the seeds that trained; X k/n: k of the n seeds "
-        "diverged (F: failed to learn without diverging); a cell with some failed seeds shows both.",
+        "diverged, F k/n: k failed to learn without diverging (final training accuracy at chance or more than 10 "
+        "points below the best cell of the method, docs/science.md section 7); a cell where some seeds trained shows "
+        "their mean and the marks.",
         runs["run_key"].tolist(),
     )
 
