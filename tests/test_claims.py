@@ -271,6 +271,23 @@ def test_catapult_detector_on_a_hand_made_series():
     assert events[0].sharpness_before == 10 and events[0].sharpness_after == 4
     assert math.isnan(events[1].sharpness_after)
     assert detect_catapults(range(4), [1.0, 0.9, 0.8, 0.7]) == []
+    # a dead network (every ReLU off) has a zero Hessian: the sharpness ratio is undefined, not a crash
+    dead = detect_catapults(range(4), [1.0, 0.5, 2.0, 0.4], [0.0, 0.0, np.nan, 0.0])
+    assert len(dead) == 1 and math.isnan(dead[0].sharpness_ratio)
+    assert math.isnan(
+        run_statistics(
+            pd.DataFrame(
+                {
+                    "step": range(4),
+                    "loss": [1.0, 0.5, 2.0, 0.4],
+                    "sharpness": [0.0, 0.0, np.nan, 0.0],
+                    "lr": [0.1] * 4,
+                    "stability_threshold": [20.0] * 4,
+                }
+            ),
+            1.0,
+        )["catapult_sharpness_drop_median"]
+    )
 
 
 def test_edge_of_stability_fraction_and_run_statistics():

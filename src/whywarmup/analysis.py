@@ -251,7 +251,7 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
                     "loss_peak_over_min": e.peak_ratio,
                     "sharpness_before": e.sharpness_before,
                     "sharpness_after": e.sharpness_after,
-                    "sharpness_after_over_before": e.sharpness_after / e.sharpness_before,
+                    "sharpness_after_over_before": e.sharpness_ratio,
                 }
             )
     columns = ["method", "variant", "run_key", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]

@@ -28,6 +28,12 @@ class Catapult:
     sharpness_before: float  # last measured sharpness at or before `start - 1` (NaN if none)
     sharpness_after: float  # first measured sharpness at or after `end` (NaN if none)
 
+    @property
+    def sharpness_ratio(self) -> float:
+        """sharpness after / before; NaN when either is missing or the sharpness before is not positive (a network
+        whose units all died has a zero Hessian)."""
+        return self.sharpness_after / self.sharpness_before if self.sharpness_before > 0 else math.nan
+
 
 def detect_catapults(steps, loss, sharpness=None, rise: float = CATAPULT_RISE) -> list[Catapult]:
     """Loss spikes that come back: the loss exceeds (1 + rise) x its running minimum, then returns to at most
@@ -137,7 +143,7 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
             else math.nan
         ),
         "catapult_events": float(len(events)),
-        "catapult_sharpness_drop_median": _nan_median([e.sharpness_after / e.sharpness_before for e in events]),
+        "catapult_sharpness_drop_median": _nan_median([e.sharpness_ratio for e in events]),
     }
 
 
