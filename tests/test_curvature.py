@@ -74,7 +74,8 @@ def test_all_hvp_modes_agree_with_the_dense_hessian():
             torch.testing.assert_close(op(v), H @ v)
     # Several chunks on CPU: double backward (measured faster there than forward-over-reverse); forced modes.
     assert HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3).mode == "reverse-over-reverse"
-    for mode in ("forward-over-reverse", "reverse-over-reverse"):
+    # cached-reverse forced on several chunks keeps one graph per chunk (it used to read the first chunk only)
+    for mode in ("cached-reverse", "forward-over-reverse", "reverse-over-reverse"):
         chunked = HessianOperator(model, cross_entropy_loss, (x, y), chunk_size=3, mode=mode)
         assert chunked.mode == mode
         v = torch.randn(chunked.size, dtype=torch.float64)

@@ -66,7 +66,8 @@ class HessianOperator:
         self.buffers = {k: b.to(self.dtype) if b.is_floating_point() else b for k, b in model.named_buffers()}
         chunks = _chunks(batches, chunk_size)
         total = sum(len(x) for x, _ in chunks)
-        self.chunks = [(x.to(self.dtype), y, len(x) / total) for x, y in chunks]
+        # floating inputs follow the measurement dtype; token ids stay integers
+        self.chunks = [(x.to(self.dtype) if x.is_floating_point() else x, y, len(x) / total) for x, y in chunks]
         self.size = sum(self.numels)
         self.device = named[0][1].device
         self.matvecs = 0
@@ -83,7 +84,7 @@ class HessianOperator:
             else:
                 mode = "forward-over-reverse" if self.device.type == "cuda" else "reverse-over-reverse"
         self.mode = mode
-        self._graph: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._graphs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # cached-reverse, per chunk
 
     def _loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(functional_call(self.model, (params, self.buffers), (x,)), y)
@@ -91,13 +92,15 @@ class HessianOperator:
     def unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: t.view(s) for k, t, s in zip(self.names, v.split(self.numels), self.shapes)}
 
-    def _cached_hvp(self, v: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        if self._graph is None:
+    def _cached_hvp(self, v: dict[str, torch.Tensor], chunk: int) -> list[torch.Tensor]:
+        """One backward pass through the chunk's gradient graph, built on the first call and kept (memory grows
+        with the number of chunks: auto picks this mode for one chunk only)."""
+        if chunk not in self._graphs:
             leaves = [p.detach().requires_grad_(True) for p in self.params.values()]
-            x, y, _ = self.chunks[0]
+            x, y, _ = self.chunks[chunk]
             loss = self._loss(dict(zip(self.names, leaves)), x, y)
-            self._graph = (leaves, list(torch.autograd.grad(loss, leaves, create_graph=True)))
-        leaves, grads = self._graph
+            self._graphs[chunk] = (leaves, list(torch.autograd.grad(loss, leaves, create_graph=True)))
+        leaves, grads = self._graphs[chunk]
         live = [i for i, g in enumerate(grads) if g.requires_grad]  # a gradient constant in theta has H = 0
         hv = torch.autograd.grad(
             [grads[i] for i in live],
@@ -108,9 +111,10 @@ class HessianOperator:
         )
         return [torch.zeros_like(p) if h is None else h for h, p in zip(hv, leaves)]
 
-    def _hvp_chunk(self, v: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    def _hvp_chunk(self, v: dict[str, torch.Tensor], chunk: int) -> list[torch.Tensor]:
+        x, y, _ = self.chunks[chunk]
         if self.mode == "cached-reverse":
-            return self._cached_hvp(v)
+            return self._cached_hvp(v, chunk)
         if self.mode == "forward-over-reverse":
             try:
                 _, hv = jvp(lambda p: grad(self._loss)(p, x, y), (self.params,), (v,))
@@ -125,8 +129,8 @@ class HessianOperator:
         self.matvecs += 1
         vd = self.unflatten(v)
         out = torch.zeros_like(v)
-        for x, y, weight in self.chunks:
-            out.add_(torch.cat([h.reshape(-1) for h in self._hvp_chunk(vd, x, y)]), alpha=weight)
+        for i, (_, _, weight) in enumerate(self.chunks):
+            out.add_(torch.cat([h.reshape(-1) for h in self._hvp_chunk(vd, i)]), alpha=weight)
         return out
 
 

@@ -1,4 +1,5 @@
-"""Losses exactly as docs/science.md section 1. Targets are class indices (N,) or class probabilities (N, C) (mixup)."""
+"""Losses exactly as docs/science.md section 1. Targets are class indices (N,) or class probabilities (N, C) (mixup);
+for sequence models, token ids (N, T) against logits (N, T, V), every token weighted alike."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def mse_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of softmax cross-entropy (against class probabilities when the targets are soft)."""
-    return F.cross_entropy(outputs, targets.to(outputs.dtype) if targets.dim() == outputs.dim() else targets)
+    """Mean over the batch of softmax cross-entropy (against class probabilities when the targets are soft). For a
+    sequence model's logits (N, T, V) and targets (N, T), the mean over every token."""
+    logits = outputs.flatten(0, -2)  # (N, C) stays as it is
+    if targets.dim() == outputs.dim():
+        return F.cross_entropy(logits, targets.flatten(0, -2).to(outputs.dtype))
+    return F.cross_entropy(logits, targets.flatten())
 
 
 LOSSES: dict[str, LossFn] = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
