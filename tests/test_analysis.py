@@ -282,3 +282,39 @@ def test_largest_trainable_at_the_top_of_the_grid_is_a_lower_bound():
     assert compare_largest(8.0, 32.0) == 1 and compare_largest(32.0, 8.0) == -1
     assert compare_largest(32.0, 32.0) == 0  # two lower bounds at the top: undecided
     assert compare_largest(math.nan, 2.0) == 1 and compare_largest(2.0, math.nan) == -1
+
+
+def test_headline_keeps_units_and_parametrizations_apart():
+    """An SGD grid in c and another in absolute learning rates get one headline block each (never one max over
+    both), and each block says its unit; the SP and muP blocks are separate."""
+    from whywarmup.analysis import add_axes, headline_metrics, phase_diagram
+    from whywarmup.config import parse_config
+
+    cfg = parse_config(
+        {
+            "methods": {
+                "rel": {"kind": "none", "eta_relative_to": "lambda_0", "grid": {"eta_trgt": [2, 512]}},
+                "abs": {"kind": "none", "grid": {"eta_trgt": [0.5, 1.0]}},
+                "mup": {"kind": "none", "overrides": {"model.parametrization": "mup"}, "grid": {"eta_trgt": [0.5]}},
+            }
+        }
+    )
+    rows = []
+    for method in cfg.methods:
+        for run in cfg.runs(method):
+            eta = run.method.eta_trgt
+            rows.append(
+                {"method": method, "kind": "none", "optimizer": "sgd", "parametrization": run.model.parametrization}
+                | {"eta_relative_to": run.method.eta_relative_to, "eta_trgt_setting": eta, "eta_trgt": eta}
+                | {"T_wrm": 1, "seed": 0, "run_key": run.key, "failed": int(eta == 512), "diverged": 0}
+                | {"final_test_accuracy": 0.9, "final_val_accuracy": 0.9, "final_train_accuracy": 0.95}
+                | {"final_train_loss": 0.1, "lambda_0": 20.0, "warmup_steps_used": 1.0, "warmup_steps_saved": np.nan}
+            )
+    runs = add_axes(cfg, pd.DataFrame(rows))
+    phase = phase_diagram(runs)
+    head = headline_metrics(cfg, runs, phase, max_trainable(phase))["headline"]
+    assert set(head) == {"seeds", "runs", "sgd_sp_c", "sgd_sp_absolute", "sgd_mup"}
+    assert head["sgd_sp_c"]["largest_trainable_c_without_warmup"] == 2.0  # 512 failed
+    assert head["sgd_sp_absolute"]["largest_trainable_eta_trgt_without_warmup"] == 1.0
+    assert head["sgd_sp_absolute"]["largest_trainable_without_warmup_is_lower_bound"]
+    assert head["sgd_mup"]["eta_unit"] == "absolute"

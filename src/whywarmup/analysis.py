@@ -306,9 +306,11 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, train
             "lambda_0_mean": r["lambda_0"].mean(),
         }
     setups = {}
-    for (optimizer, parametrization, unit), cells in phase.merge(
-        runs[["method", "optimizer", "parametrization"]].drop_duplicates("method"), on="method"
-    ).groupby(["optimizer", "parametrization", "eta_unit"], sort=True):
+    cells_of = phase.merge(runs[["method", "optimizer", "parametrization"]].drop_duplicates("method"), on="method")
+    units = cells_of.groupby(["optimizer", "parametrization"])["eta_unit"].nunique()
+    for (optimizer, parametrization, unit), cells in cells_of.groupby(
+        ["optimizer", "parametrization", "eta_unit"], sort=True
+    ):
         entry: dict[str, Any] = {"eta_unit": unit}
         # T_wrm = 1: no warmup; any other (0: persistent_catapult, a warmup without a fixed length): with warmup
         for name, part in (("without_warmup", cells[cells["T_wrm"] == 1]), ("with_warmup", cells[cells["T_wrm"] != 1])):
@@ -321,7 +323,9 @@ def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, train
             if best is not None:
                 entry[f"best_test_accuracy_{name}"] = best["final_test_accuracy"]
                 entry[f"best_{name}"] = f"{best['method']} {unit}={best['eta_trgt_setting']:g} T_wrm={best['T_wrm']}"
-        setups[f"{optimizer}_{parametrization}"] = entry
+        # an optimizer and parametrization with grids in both units gets one block per unit, never one mixed
+        both = units[(optimizer, parametrization)] > 1
+        setups[f"{optimizer}_{parametrization}" + (f"_{unit}" if both else "")] = entry
     headline = {"seeds": int(runs["seed"].nunique()), "runs": len(runs), **setups}
     return _clean({"headline": headline, "methods": methods})
 
