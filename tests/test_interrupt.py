@@ -12,6 +12,13 @@ import yaml
 from .conftest import run_small_sweep
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default. A shell that starts the tests as a background job
+    ignores SIGINT, the children inherit that, and Python then installs no KeyboardInterrupt handler: Ctrl-C
+    would look broken when only the test's launcher was."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("sig", "executor"),
     [
@@ -46,6 +53,7 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, executor):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     deadline = time.monotonic() + 120
@@ -207,7 +215,12 @@ def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
         (folder / "params.yaml").write_text(yaml.safe_dump(params))
         subprocess.run([*cli, "prepare"], cwd=folder, env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
-        [*cli, "train", "--method", "m", "--no-progress"], cwd=work, env=env, stderr=subprocess.PIPE, text=True
+        [*cli, "train", "--method", "m", "--no-progress"],
+        cwd=work,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     deadline = time.monotonic() + 120
