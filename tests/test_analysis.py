@@ -287,7 +287,7 @@ def test_largest_trainable_at_the_top_of_the_grid_is_a_lower_bound():
 def test_headline_keeps_units_and_parametrizations_apart():
     """An SGD grid in c and another in absolute learning rates get one headline block each (never one max over
     both), and each block says its unit; the SP and muP blocks are separate."""
-    from whywarmup.analysis import add_axes, headline_metrics, phase_diagram
+    from whywarmup.analysis import add_axes, headline_metrics, method_table, phase_diagram
     from whywarmup.config import parse_config
 
     cfg = parse_config(
@@ -312,7 +312,7 @@ def test_headline_keeps_units_and_parametrizations_apart():
             )
     runs = add_axes(cfg, pd.DataFrame(rows))
     phase = phase_diagram(runs)
-    head = headline_metrics(cfg, runs, phase, max_trainable(phase))["headline"]
+    head = headline_metrics(cfg, runs, phase, max_trainable(phase), method_table(runs, phase))["headline"]
     assert set(head) == {"seeds", "runs", "sgd_sp_c", "sgd_sp_absolute", "sgd_mup"}
     assert head["sgd_sp_c"]["largest_trainable_c_without_warmup"] == 2.0  # 512 failed
     assert head["sgd_sp_absolute"]["largest_trainable_eta_trgt_without_warmup"] == 1.0

@@ -277,9 +277,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def headline_metrics(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame) -> dict:
+def headline_metrics(
+    cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, trainable: pd.DataFrame, summary: pd.DataFrame
+) -> dict:
+    """metrics.json: per method (`summary`: method_table's rows) and per optimizer x parametrization."""
     methods: dict[str, Any] = {}
-    summary = method_table(runs, phase)
     for method in cfg.methods:
         r = runs[runs["method"] == method]
         t = trainable[trainable["method"] == method]
@@ -407,7 +409,8 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(phase, out / "phase_diagram.csv")
     _write_csv(trainable, out / "max_trainable_lr.csv")
     _write_csv(critical_lr_table(runs), out / "critical_lr.csv")
-    _write_csv(method_table(runs, phase), out / "methods.csv")
+    methods = method_table(runs, phase)
+    _write_csv(methods, out / "methods.csv")
     _write_csv(catapult_table(runs, root), out / "catapults.csv")
     _write_csv(critical_start_pairs(runs, tuple(config_axes(cfg))), out / "catapult_init_vs_linear.csv")
     chosen = trajectory_runs(cfg, runs, phase)
@@ -420,7 +423,7 @@ def analyze(cfg: Config, root: Path) -> dict:
     _write_csv(traj.dropna(subset=["lr"])[["step", "lr", "loss"]], root / PLOTS_DIR / "lr_loss.csv")
     claims = check_claims(runs, tuple(config_axes(cfg)))
     _write_csv(claims_table(claims), out / "claims.csv")
-    metrics = headline_metrics(cfg, runs, phase, trainable)
+    metrics = headline_metrics(cfg, runs, phase, trainable, methods)
     metrics["claims"] = _clean(claims_metrics(claims))
     atomic_write_text(root / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics

@@ -91,24 +91,24 @@ def format_largest(value: float, lower_bound: bool) -> str:
 SELECTION = ("final_val_accuracy", "final_train_accuracy")  # what a best setting is chosen on, in order
 
 
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """The row with the highest SELECTION column that has a value (None when `rows` is empty)."""
+    for column in SELECTION:
+        if column in rows and rows[column].notna().any():
+            return rows.loc[rows[column].idxmax()]
+    return None
+
+
 def best_cell(cells: pd.DataFrame) -> pd.Series | None:
     """The best of some grid cells (phase_diagram rows): among cells where every seed trained, the highest mean
     validation accuracy (training accuracy where there is no validation set); None when none trained. Its
     `final_test_accuracy` is the score to report: the test set does not take part in the choice."""
-    ok = cells[cells["trainable"].astype(bool)]
-    for column in SELECTION:
-        if column in ok and ok[column].notna().any():
-            return ok.loc[ok[column].idxmax()]
-    return None
+    return _best(cells[cells["trainable"].astype(bool)])
 
 
 def best_run(runs: pd.DataFrame) -> pd.Series | None:
     """The best of some runs (e.g. one seed's), by the same rule as best_cell."""
-    ok = runs[runs["failed"] == 0]
-    for column in SELECTION:
-        if column in ok and ok[column].notna().any():
-            return ok.loc[ok[column].idxmax()]
-    return None
+    return _best(runs[runs["failed"] == 0])
 
 
 def robust_range(accuracy_by_eta: pd.Series, within: float = ACCURACY_POINT) -> tuple[float, float]:
