@@ -24,6 +24,13 @@ from whywarmup.models import build_model
 from whywarmup.optim import is_adaptive
 
 TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "mnist": 10_000, "fashion_mnist": 10_000}
+# text: tokens of each split (estimates at a 4096-token BPE vocabulary: about 1.2 tokens a word; synthetic_text
+# measured at vocabulary 256), divided into windows of data.context
+TEXT_TOKENS = {  # dataset: (train, validation, test)
+    "wikitext2": (2_500_000, 260_000, 295_000),
+    "wikitext103": (140_000_000, 260_000, 295_000),
+    "synthetic_text": (469_000, 39_000, 39_000),
+}
 PROBE = 8  # examples the counts are taken on; every cost here is linear in the number of examples
 
 
@@ -35,13 +42,17 @@ def _flops(fn) -> int:
 
 def per_example_costs(run: RunConfig) -> tuple[float, float, float]:
     """FLOPs per example of a training step (forward + backward), a Hessian-vector product, and a forward pass."""
-    layout, side = LAYOUTS.get(run.data.dataset), IMAGE_SIDES[run.data.dataset]
-    shape = (3 if isinstance(layout, CifarLayout) else 1, side, side)
-    classes = layout.num_classes if layout else 10  # digits: 10
     torch.manual_seed(0)
+    if run.data.is_text:  # token windows: examples are windows of data.context tokens, classes the vocabulary
+        shape, classes = (run.data.resolved_context,), run.data.resolved_vocab_size
+        x, y = (torch.randint(0, classes, (PROBE, *shape)) for _ in range(2))
+    else:
+        layout, side = LAYOUTS.get(run.data.dataset), IMAGE_SIDES[run.data.dataset]
+        shape = (3 if isinstance(layout, CifarLayout) else 1, side, side)
+        classes = layout.num_classes if layout else 10  # digits: 10
+        x, y = torch.randn(PROBE, *shape), torch.randint(0, classes, (PROBE,))
     model = build_model(run.model, shape, classes)
     loss_fn = get_loss(run.training.loss)
-    x, y = torch.randn(PROBE, *shape), torch.randint(0, classes, (PROBE,))
 
     def step():
         loss_fn(model(x), y).backward()
@@ -56,8 +67,7 @@ def per_example_costs(run: RunConfig) -> tuple[float, float, float]:
 def run_flops(run: RunConfig, matvecs: int) -> float:
     """FLOPs of one run: its steps, its sharpness measurements, the critical-lr search and its evaluations."""
     train, hvp, forward = per_example_costs(run)
-    n_train = min(run.data.num_examples or TRAIN_SIZES[run.data.dataset], TRAIN_SIZES[run.data.dataset])
-    n_test = min(run.data.num_test_examples or TEST_SIZES[run.data.dataset], TEST_SIZES[run.data.dataset])
+    n_train, n_val, n_test = split_sizes(run)
     steps, s = run.training.steps, run.sharpness
     batch = run.training.batch_size or n_train
     measured = {t for t in range(steps + 1) if t <= s.dense_until or (s.every and t % s.every == 0)} | {0, steps}
@@ -71,8 +81,20 @@ def run_flops(run: RunConfig, matvecs: int) -> float:
         steps * batch * train
         + len(measured) * kinds * matvecs * examples * hvp
         + probes * min(s.chunk_size, examples) * (train + forward)
-        + evals * (n_test + n_train) * forward
+        + evals * (n_val + n_test) * forward
     )
+
+
+def split_sizes(run: RunConfig) -> tuple[int, int, int]:
+    """Examples (text: windows) of the training, validation and test sets of `run`'s data."""
+    d = run.data
+    if d.is_text:
+        train, val, test = (n // d.resolved_context for n in TEXT_TOKENS[d.dataset])
+        subset = d.num_test_examples or val + test
+        return min(d.num_examples or train, train), min(subset, val), min(subset, test)
+    n = min(d.num_examples or TRAIN_SIZES[d.dataset], TRAIN_SIZES[d.dataset])
+    n_test = min(d.num_test_examples or TEST_SIZES[d.dataset], TEST_SIZES[d.dataset])
+    return n, round(d.validation_fraction * n), n_test
 
 
 def main() -> None:

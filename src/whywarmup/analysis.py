@@ -23,6 +23,7 @@ from .derived import (
     critical_start_pairs,
     eta_unit,
     format_largest,
+    is_language_model,
     largest_trainable,
     robust_range,
     with_role,
@@ -49,14 +50,18 @@ def load_summaries(cfg: Config, root: Path) -> pd.DataFrame:
 
 def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, variant, eta_trgt setting, T_wrm), the variant naming the values of the method's other
-    grid axes (add_axes): the mean and sd of the test accuracy over the seeds that trained, the mean validation and
-    training accuracy (what a best cell is chosen on), the seed count and how many seeds diverged or failed; `cell`
+    grid axes (add_axes): the mean and sd of the test accuracy (and test loss) over the seeds that trained, the mean
+    validation and training accuracy (what a best cell is chosen on; for language models the validation loss), the
+    seed count and how many seeds diverged or failed; `cell`
     is trained (every seed), diverged / failed (no seed trained; diverged when any did) or partial."""
     ok = runs["failed"] == 0
     trained = runs.assign(
         _acc=runs["final_test_accuracy"].where(ok),
         _val=runs["final_val_accuracy"].where(ok),
         _train=runs["final_train_accuracy"].where(ok),
+        _loss=runs.get("final_test_loss", pd.Series(math.nan, index=runs.index)).where(ok),
+        _val_loss=runs.get("final_val_loss", pd.Series(math.nan, index=runs.index)).where(ok),
+        _lm=is_language_model(runs),
     )
     g = trained.groupby(["method", "variant", "eta_trgt_setting", "T_wrm"], sort=True)
     out = g.agg(
@@ -66,6 +71,10 @@ def phase_diagram(runs: pd.DataFrame) -> pd.DataFrame:
         final_val_accuracy=("_val", "mean"),
         final_train_accuracy=("_train", "mean"),
         final_train_loss=("final_train_loss", "mean"),
+        final_test_loss=("_loss", "mean"),
+        final_test_loss_sd=("_loss", "std"),
+        final_val_loss=("_val_loss", "mean"),
+        language_model=("_lm", "all"),
         eta_trgt=("eta_trgt", "median"),
         seeds=("seed", "count"),
         diverged=("diverged", "sum"),
@@ -108,6 +117,9 @@ def _summarize(cells: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                 "best_final_test_accuracy": best["final_test_accuracy"] if best is not None else math.nan,
                 "best_final_test_accuracy_sd": best["final_test_accuracy_sd"] if best is not None else math.nan,
                 "best_final_val_accuracy": best["final_val_accuracy"] if best is not None else math.nan,
+                "best_final_test_loss": best["final_test_loss"] if best is not None else math.nan,
+                "best_final_test_loss_sd": best["final_test_loss_sd"] if best is not None else math.nan,
+                "best_final_val_loss": best["final_val_loss"] if best is not None else math.nan,
                 **_in_unit(unit, "robust_min", low),
                 **_in_unit(unit, "robust_max", high),
             }
@@ -226,7 +238,8 @@ def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: st
     cells = phase[(phase["method"] == method) & (phase["variant"] == variant)]
     eta = panel_eta(cells, controls)
     chosen = mine[mine["eta_trgt_setting"] == eta]  # every seed: overlaid
-    both = pd.concat([controls[controls["eta_trgt_setting"] == eta], chosen]).sort_values(["T_wrm", "seed"])
+    both = pd.concat([controls[controls["eta_trgt_setting"] == eta], chosen]).drop_duplicates("run_key")
+    both = both.sort_values(["T_wrm", "seed"])  # (a no-warmup method shown is its own control: once)
     shown = sorted(both["T_wrm"].unique())[-cfg.report.max_trajectories :]  # the longest warmups, every seed
     return both[both["T_wrm"].isin(shown)]
 
@@ -286,7 +299,9 @@ def headline_metrics(
         r = runs[runs["method"] == method]
         t = trainable[trainable["method"] == method]
         m = summary[summary["method"] == method]
-        best = m.loc[m["best_final_val_accuracy"].idxmax()] if m["best_final_val_accuracy"].notna().any() else None
+        lm = bool(is_language_model(r).all())
+        chosen_on = m["best_final_val_loss"] if lm else -m["best_final_val_accuracy"]  # the lower the better
+        best = m.loc[chosen_on.idxmin()] if chosen_on.notna().any() else None
         unit = UNIT_COLUMNS[r["eta_unit"].iloc[0]]
         label = [(f"{row.variant} " if row.variant else "") + f"T_wrm={int(row.T_wrm)}" for row in t.itertuples()]
         methods[method] = {
@@ -300,6 +315,15 @@ def headline_metrics(
             # the best grid cell, chosen on mean validation accuracy among cells where every seed trained
             "best_final_test_accuracy": best["best_final_test_accuracy"] if best is not None else None,
             "best_final_test_accuracy_sd": best["best_final_test_accuracy_sd"] if best is not None else None,
+            # a language model's best cell is chosen on mean validation loss and scored by its test loss
+            **(
+                {
+                    "best_final_test_loss": best["best_final_test_loss"] if best is not None else None,
+                    "best_final_test_loss_sd": best["best_final_test_loss_sd"] if best is not None else None,
+                }
+                if lm
+                else {}
+            ),
             f"best_{unit}": best[f"best_{unit}"] if best is not None else None,
             "best_T_wrm": int(best["best_T_wrm"]) if best is not None else None,
             **({"best_variant": best["variant"]} if best is not None and best["variant"] else {}),
@@ -324,6 +348,8 @@ def headline_metrics(
             entry[f"largest_trainable_{name}_is_lower_bound"] = bool(top["max_trainable_is_lower_bound"])
             if best is not None:
                 entry[f"best_test_accuracy_{name}"] = best["final_test_accuracy"]
+                if best["language_model"]:
+                    entry[f"best_test_loss_{name}"] = best["final_test_loss"]
                 entry[f"best_{name}"] = f"{best['method']} {unit}={best['eta_trgt_setting']:g} T_wrm={best['T_wrm']}"
         # an optimizer and parametrization with grids in both units gets one block per unit, never one mixed
         both = units[(optimizer, parametrization)] > 1

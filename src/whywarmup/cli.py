@@ -50,11 +50,11 @@ def _find_params(path: Path) -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .datasets import download_note
+    from .data import DATASETS
     from .errors import ConfigError
 
     cfg = load_config(args.params)
-    note, fatal = download_note(cfg.data.dataset, _root(args.params) / cfg.data.root, cfg.data.download)
+    note, fatal = DATASETS[cfg.data.dataset].download_note(cfg.data, _root(args.params) / cfg.data.root)
     if fatal:
         raise ConfigError(str(args.params), [("data.download", note)])
     n = sum(len(cfg.runs(m)) for m in cfg.methods)
@@ -80,6 +80,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(
         f"prepared {meta['dataset']}: train {meta['train']}, validation {meta['validation']}, test {meta['test']} "
         f"-> {prepared_path(cfg.data)}"
+        + (f" (vocabulary {meta['num_classes']}, tokenizer {meta['tokenizer']})" if "tokenizer" in meta else "")
     )
 
 

@@ -23,6 +23,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from .errors import ConfigError
 from .methods import MethodBase, MethodConfig
 from .sections import (
+    DEFAULT_CONTEXT,
+    DEFAULT_VOCAB_SIZE,
+    TEXT_DATASETS,
     DataConfig,
     ExecutorConfig,
     FCNConfig,
@@ -39,6 +42,10 @@ GLOBAL_SECTIONS = ("data", "model", "training", "sharpness")
 OVERRIDABLE_SECTIONS = ("model", "training", "sharpness")  # data is prepared once for all methods
 
 
+# Settings added after runs had been keyed: left out of the key while null, so the runs made before keep their keys.
+KEYED_ONLY_WHEN_SET = (("data", "vocab_size"), ("data", "context"))
+
+
 class RunConfig(Strict):
     """Everything one training run depends on; `key` is a stable hash of it."""
 
@@ -52,6 +59,9 @@ class RunConfig(Strict):
     @property
     def key(self) -> str:
         payload = self.model_dump(mode="json", exclude={"name"})
+        for section, key in KEYED_ONLY_WHEN_SET:  # keys added later: left out while unset, so older runs keep theirs
+            if payload[section][key] is None:
+                del payload[section][key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     @model_validator(mode="after")
@@ -120,12 +130,47 @@ def cross_field_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{(run.get('data') or {}).get('dataset', 'digits')} to nothing; use at most {int(math.log2(side))}",
             )
         )
+    problems += _text_problems(run.get("data") or {}, model, training, sharpness)
     if sharpness.get("measure_on") == "minibatches_mean" and training.get("batch_size") is None:
         problems.append(
             (
                 "sharpness.measure_on",
                 "minibatches_mean averages over minibatches of training.batch_size, but training.batch_size is "
                 "null (full-batch GD); set a batch size or measure on 'subset' or 'train'",
+            )
+        )
+    return problems
+
+
+MAX_LOGITS_PER_PASS = 2**27  # 0.5 GB of float32 logits; the double backward of a measurement keeps several copies
+
+
+def _text_problems(data: dict, model: dict, training: dict, sharpness: dict) -> list[tuple[str, str]]:
+    """Text datasets go with the Transformer, next-token cross-entropy and no image augmentation, and vice versa."""
+    dataset = data.get("dataset", "digits")
+    text, transformer = dataset in TEXT_DATASETS, model.get("kind", "fcn") == "transformer"
+    if text != transformer:
+        wanted = "model.kind: transformer" if text else "an image model (fcn, cnn, wrn), or a text dataset"
+        return [("model.kind", f"data.dataset {dataset} needs {wanted}; model.kind is {model.get('kind', 'fcn')}")]
+    if not text:
+        return []
+    problems = []
+    if training.get("loss", "mse") != "cross_entropy":
+        problems.append(("training.loss", "a language model is trained on next-token cross_entropy; set it"))
+    if training.get("augment", "none") != "none":
+        problems.append(("training.augment", "flip_crop augments images; text takes none"))
+    if training.get("mixup_alpha", 0.0):
+        problems.append(("training.mixup_alpha", "mixup mixes images and labels; text takes 0"))
+    vocab, context = data.get("vocab_size") or DEFAULT_VOCAB_SIZE, data.get("context") or DEFAULT_CONTEXT
+    chunk = sharpness.get("chunk_size", 4096)
+    if all(isinstance(v, int) for v in (vocab, context, chunk)) and chunk * context * vocab > MAX_LOGITS_PER_PASS:
+        most = max(1, MAX_LOGITS_PER_PASS // (context * vocab))
+        problems.append(
+            (
+                "sharpness.chunk_size",
+                f"a forward pass of {chunk} windows x {context} tokens x a {vocab}-token vocabulary is "
+                f"{chunk * context * vocab:.2e} logits ({chunk * context * vocab * 4 / 2**30:.1f} GiB, several times "
+                f"that in a sharpness measurement); set sharpness.chunk_size to at most {most}",
             )
         )
     return problems

@@ -44,11 +44,14 @@ def apply_failure_rule(runs: pd.DataFrame) -> pd.DataFrame:
     )
     chance = CHANCE_FACTOR / runs["num_classes"]
     acc = runs["final_train_accuracy"]
-    failure = np.where(
-        diverged,
-        "diverged",
-        np.where(acc < chance, "chance", np.where(acc < best_of_run - FAILURE_MARGIN, "below_best", "")),
-    )
+    # a language model (its runs carry the unigram entropy of the training tokens) is judged on its loss: not below
+    # the entropy = nothing learned beyond the token frequencies; the accuracy margin does not apply to it
+    language_model = is_language_model(runs)
+    missing = pd.Series(math.nan, index=runs.index)
+    entropy, loss = runs.get("unigram_entropy", missing), runs.get("final_train_loss", missing)
+    at_chance = np.where(language_model, ~(loss < entropy), acc < chance)
+    below_best = ~language_model & (acc < best_of_run - FAILURE_MARGIN)
+    failure = np.where(diverged, "diverged", np.where(at_chance, "chance", np.where(below_best, "below_best", "")))
     runs["failure"] = failure
     runs["failed"] = (runs["failure"] != "").astype(int)
     return runs
@@ -89,20 +92,34 @@ def format_largest(value: float, lower_bound: bool) -> str:
 
 
 SELECTION = ("final_val_accuracy", "final_train_accuracy")  # what a best setting is chosen on, in order
+LM_SELECTION = ("final_val_loss", "final_train_loss")  # ... for language models: the lowest loss
+
+
+def is_language_model(runs: pd.DataFrame) -> pd.Series:
+    """Per run (or grid cell): a language model's, i.e. it carries the unigram entropy of its training tokens (the
+    runs of a text dataset) or is flagged `language_model` (phase_diagram's cells)."""
+    if "language_model" in runs:
+        return runs["language_model"].astype(bool)
+    if "unigram_entropy" in runs:
+        return runs["unigram_entropy"].notna()
+    return pd.Series(False, index=runs.index)
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:
-    """The row with the highest SELECTION column that has a value (None when `rows` is empty)."""
-    for column in SELECTION:
+    """The row with the highest SELECTION column that has a value, for language models the lowest LM_SELECTION
+    column (None when `rows` is empty)."""
+    lm = len(rows) and bool(is_language_model(rows).all())
+    for column in LM_SELECTION if lm else SELECTION:
         if column in rows and rows[column].notna().any():
-            return rows.loc[rows[column].idxmax()]
+            return rows.loc[rows[column].idxmin() if lm else rows[column].idxmax()]
     return None
 
 
 def best_cell(cells: pd.DataFrame) -> pd.Series | None:
     """The best of some grid cells (phase_diagram rows): among cells where every seed trained, the highest mean
-    validation accuracy (training accuracy where there is no validation set); None when none trained. Its
-    `final_test_accuracy` is the score to report: the test set does not take part in the choice."""
+    validation accuracy (training accuracy where there is no validation set; for language models the lowest mean
+    validation loss); None when none trained. Its `final_test_accuracy` (`final_test_loss`) is the score to report:
+    the test set does not take part in the choice."""
     return _best(cells[cells["trainable"].astype(bool)])
 
 

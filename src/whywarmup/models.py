@@ -1,4 +1,5 @@
-"""Models of docs/science.md section 8: FCN (SP or muP), a Myrtle-style CNN, and WideResNet with LayerNorm.
+"""Models of docs/science.md sections 8 and 9: FCN (SP or muP), a Myrtle-style CNN, WideResNet with LayerNorm, and
+the GPT-2-style Transformer of whywarmup.transformer; MODELS maps each `model.kind` to its builder.
 
 No dropout and no BatchNorm anywhere, so the loss on a fixed batch is a deterministic function of the
 parameters and its Hessian is well defined.
@@ -7,12 +8,14 @@ parameters and its Hessian is well defined.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .sections import CNNConfig, FCNConfig, ModelConfig, WRNConfig
+from .transformer import Transformer
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
 # Variance gain of He-style init per activation: Var(W) = gain / fan_in for hidden layers.
@@ -135,12 +138,16 @@ class WideResNet(nn.Module):
         return self.readout(h.mean(dim=(2, 3)))
 
 
+# model.kind -> builder(config, input shape, classes): images (C, H, W) and labels; token windows (T,) and vocabulary
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": lambda cfg, shape, classes: FCN(cfg, math.prod(shape), classes),
+    "cnn": lambda cfg, shape, classes: MyrtleCNN(cfg, shape[0], classes),
+    "wrn": lambda cfg, shape, classes: WideResNet(cfg, shape[0], classes),
+    "transformer": lambda cfg, shape, vocabulary: Transformer(cfg, vocabulary, context=shape[0]),
+}
+
+
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build the model of `cfg` for inputs of shape (C, H, W); the caller seeds torch first."""
-    if isinstance(cfg, FCNConfig):
-        return FCN(cfg, math.prod(input_shape), num_classes)
-    if isinstance(cfg, CNNConfig):
-        return MyrtleCNN(cfg, input_shape[0], num_classes)
-    if isinstance(cfg, WRNConfig):
-        return WideResNet(cfg, input_shape[0], num_classes)
-    raise TypeError(f"unknown model config {cfg!r}")
+    """Build the model of `cfg` for inputs of `input_shape` (one example's) and `num_classes` outputs (the vocabulary
+    for text); the caller seeds torch first."""
+    return MODELS[cfg.kind](cfg, input_shape, num_classes)

@@ -24,7 +24,7 @@ import yaml  # noqa: E402
 from .analysis import read_trajectory  # noqa: E402
 from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED  # noqa: E402
 from .config import Config, config_axes  # noqa: E402
-from .derived import UNIT_COLUMNS, critical_start_pairs, with_role  # noqa: E402
+from .derived import UNIT_COLUMNS, critical_start_pairs, is_language_model, with_role  # noqa: E402
 from .evidence import MIN_SEEDS  # noqa: E402
 from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .layout import ANALYSIS_DIR, METRICS_FILE, REPORTS_DIR  # noqa: E402
@@ -70,8 +70,16 @@ def _panel_title(method: str, variant: str) -> str:
 def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Figure:
     """One panel per method and variant (the values of its other grid axes): never two axis values in one cell."""
     methods = list(dict.fromkeys(zip(runs["method"], runs["variant"])))
-    trained = phase.loc[phase["cell"].isin(["trained", "partial"]), "final_test_accuracy"]
-    vmin = float(trained.min()) - 0.02 if len(trained) else 0.0
+    # language models: the test loss (nats per token; lower is better), as the paper's Fig. 4; others: accuracy
+    lm = bool(len(phase)) and bool(is_language_model(phase).all())
+    metric = "final_test_loss" if lm else "final_test_accuracy"
+    trained = phase.loc[phase["cell"].isin(["trained", "partial"]), metric]
+    if lm:
+        vmin, vmax = (float(trained.min()), float(trained.max()) + 1e-9) if len(trained) else (0.0, 1.0)
+        shown = "Final test loss (nats per token)"
+    else:
+        vmin, vmax = (float(trained.min()) - 0.02 if len(trained) else 0.0), 1.0
+        shown = "Final test accuracy (%)"
     ncols = min(4, len(methods))
     nrows = math.ceil(len(methods) / ncols)
     fig, axes = plt.subplots(
@@ -85,13 +93,16 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         twrms = sorted(cells["T_wrm"].unique())
         grid = np.full((len(twrms), len(etas)), np.nan)
         for c in cells.itertuples():
-            grid[twrms.index(c.T_wrm), etas.index(c.eta_trgt_setting)] = c.final_test_accuracy
-        im = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=1, cmap="viridis")
+            grid[twrms.index(c.T_wrm), etas.index(c.eta_trgt_setting)] = getattr(c, metric)
+        cmap = "viridis_r" if lm else "viridis"  # the better end (low loss, high accuracy) is yellow either way
+        im = ax.imshow(grid, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap)
         for c in cells.itertuples():
             x, y = etas.index(c.eta_trgt_setting), twrms.index(c.T_wrm)
             if c.cell in ("trained", "partial"):
-                colour = "white" if c.final_test_accuracy < (vmin + 1) / 2 else "black"
-                ax.text(x, y, f"{100 * c.final_test_accuracy:.1f}", ha="center", va="center", fontsize=7, color=colour)
+                value = getattr(c, metric)
+                dark = value > (vmin + vmax) / 2 if lm else value < (vmin + vmax) / 2
+                text = f"{value:.2f}" if lm else f"{100 * value:.1f}"
+                ax.text(x, y, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
             if c.cell != "trained":
                 # X: seeds that diverged, F: seeds that failed to learn without diverging
                 counts = (("X", int(c.diverged)), ("F", int(c.failed - c.diverged)))
@@ -111,20 +122,24 @@ def phase_diagram_figure(phase: pd.DataFrame, runs: pd.DataFrame, path: Path) ->
         ax.set_xlabel(_eta_label(runs[runs["method"] == method]))
         ax.set_ylabel("T_wrm (0: persistent catapult)" if 0 in twrms else "T_wrm")
         ax.set_title(_panel_title(method, variant))
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="final test accuracy", shrink=0.6)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label=shown.split(" (")[0].lower(), shrink=0.6)
     seeds = int(phase["seeds"].max()) if len(phase) else 0
     fig.suptitle(
-        f"Final test accuracy (%) per grid cell, mean over the seeds that trained (up to {seeds}); "
+        f"{shown} per grid cell, mean over the seeds that trained (up to {seeds}); "
         "X k/n = k of n seeds diverged, F k/n = k failed to learn without diverging"
+    )
+    rule = (
+        "final training loss not below the unigram entropy of the training tokens"
+        if lm
+        else "final training accuracy at chance or more than 10 points below the best cell of the method"
     )
     return _save(
         fig,
         path,
         "Phase diagrams",
-        "Final test accuracy per (eta_trgt, T_wrm), mean over the seeds that trained; X k/n: k of the n seeds "
-        "diverged, F k/n: k failed to learn without diverging (final training accuracy at chance or more than 10 "
-        "points below the best cell of the method, docs/science.md section 7); a cell where some seeds trained shows "
-        "their mean and the marks.",
+        f"{shown.split(' (')[0]} per (eta_trgt, T_wrm), mean over the seeds that trained; X k/n: k of the n seeds "
+        f"diverged, F k/n: k failed to learn without diverging ({rule}, docs/science.md section 7); a cell where "
+        "some seeds trained shows their mean and the marks.",
         runs["run_key"].tolist(),
     )
 
@@ -178,8 +193,10 @@ def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss
             ax_lr.plot(traj["step"], traj["lr"], color=color, label=tag, lw=1.2, alpha=0.8)
             if ax_loss is not None:
                 ax_loss.plot(traj["step"], traj["loss"], color=color, label=tag, lw=1.2, alpha=0.8)
-            measured = traj.dropna(subset=["sharpness"])
-            ax_sharp.plot(measured["step"], measured["sharpness"], color=color, label=tag, lw=1.2, alpha=0.8)
+            # the sharpness the run's stability threshold applies to: Adam's preconditioned one where measured
+            column = "preconditioned_sharpness" if traj["preconditioned_sharpness"].notna().any() else "sharpness"
+            measured = traj.dropna(subset=[column])
+            ax_sharp.plot(measured["step"], measured[column], color=color, label=tag, lw=1.2, alpha=0.8)
             ax_sharp.plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
 
 
@@ -216,7 +233,7 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         axes[0].set_ylabel("learning rate")
         axes[1].set_ylabel("training loss")
         axes[1].set_yscale("log")
-        axes[2].set_ylabel("sharpness (dashed: stability threshold)")
+        axes[2].set_ylabel("sharpness, preconditioned for Adam\n(dashed: stability threshold)")
         axes[2].set_yscale("log")
         _step_axes(axes)
     fig.suptitle("Training trajectories for several warmup lengths")
@@ -225,7 +242,8 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         fig,
         path,
         "Trajectories (Fig. 1 style)",
-        "Learning rate, loss and sharpness (solid) with the stability threshold (dashed, e.g. 2/eta_t for GD) for "
+        "Learning rate, loss and sharpness (solid; for the Adam family the preconditioned sharpness) with the "
+        "stability threshold (dashed: 2/eta_t for GD, 38/eta_t for Adam with beta1 = 0.9) for "
         "several warmup lengths, every seed overlaid; one row per parametrization: " + "; ".join(titles) + ". Each "
         "row's eta_trgt is the smallest one at which the no-warmup runs fail while some warmup trains every seed "
         "(where warmup makes the difference); a row without such a value shows the largest eta_trgt the longest "

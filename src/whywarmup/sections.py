@@ -26,24 +26,70 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
+IMAGE_DATASETS = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist")
+TEXT_DATASETS = ("wikitext2", "wikitext103", "synthetic_text")
+DatasetName = Literal[
+    "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "wikitext2", "wikitext103", "synthetic_text"
+]
+DEFAULT_VOCAB_SIZE, DEFAULT_CONTEXT = 4096, 64
 
 
 class DataConfig(Strict):
-    dataset: DatasetName = "digits"
-    root: str = Field("data/raw", min_length=1, description="Folder of the torchvision datasets (read, or downloaded).")
-    download: bool = Field(True, description="Download torchvision datasets that are not in `root`.")
-    num_examples: Count | None = Field(
-        None, description="Random subset of the training split (None: all), before validation_fraction is held out."
+    dataset: DatasetName = Field(
+        "digits",
+        description="Images: digits (ships with scikit-learn), cifar10, cifar100, mnist, fashion_mnist (torchvision). "
+        "Text (next-token windows for model.kind: transformer): wikitext2, wikitext103 (the Hugging Face hub's "
+        "parquet files), synthetic_text (a corpus generated from a fixed seed, offline).",
     )
-    num_test_examples: Count | None = Field(None, description="Random test subset size (None: all).")
+    root: str = Field(
+        "data/raw", min_length=1, description="Folder of the downloaded datasets (read, or downloaded into)."
+    )
+    download: bool = Field(True, description="Download datasets that are not in `root`.")
+    num_examples: Count | None = Field(
+        None,
+        description="Random subset of the training split (None: all), before validation_fraction is held out; for "
+        "text, a number of windows.",
+    )
+    num_test_examples: Count | None = Field(
+        None, description="Random test subset size (None: all); for text also the validation split's."
+    )
     test_fraction: Fraction = Field(0.2, description="Held-out fraction for datasets without a test split.")
     validation_fraction: Fraction = Field(
         0.1,
         description="Fraction of the training examples held out (never trained on) to choose best settings; the "
-        "test set only scores them (docs/science.md section 7).",
+        "test set only scores them (docs/science.md section 7). Text datasets use their own validation split.",
     )
     split_seed: Seed = 0
+    vocab_size: Annotated[int, Field(ge=256, le=65_536)] | None = Field(
+        None,
+        description=f"Text: the BPE vocabulary trained on the training split (null: {DEFAULT_VOCAB_SIZE}).",
+    )
+    context: Annotated[int, Field(ge=2, le=8192)] | None = Field(
+        None, description=f"Text: tokens per window, the model's context (null: {DEFAULT_CONTEXT})."
+    )
+
+    @model_validator(mode="after")
+    def _text_keys_for_text(self) -> DataConfig:
+        if self.dataset not in TEXT_DATASETS:
+            for key in ("vocab_size", "context"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key} is a setting of the text datasets ({', '.join(TEXT_DATASETS)}), not of "
+                        f"{self.dataset}; remove it"
+                    )
+        return self
+
+    @property
+    def is_text(self) -> bool:
+        return self.dataset in TEXT_DATASETS
+
+    @property
+    def resolved_vocab_size(self) -> int:
+        return self.vocab_size or DEFAULT_VOCAB_SIZE
+
+    @property
+    def resolved_context(self) -> int:
+        return self.context or DEFAULT_CONTEXT
 
 
 class FCNConfig(Strict):
@@ -79,13 +125,37 @@ class WRNConfig(Strict):
         return depth
 
 
+class TransformerConfig(Strict):
+    """GPT-2-style decoder-only Transformer (whywarmup.transformer) for the text datasets; its vocabulary and context
+    are the data's (data.vocab_size, data.context)."""
+
+    kind: Literal["transformer"] = "transformer"
+    depth: Annotated[int, Field(ge=1, le=48)] = Field(4, description="Number of Transformer blocks.")
+    width: Annotated[int, Field(ge=1, le=16384)] = Field(128, description="Embedding width d_model.")
+    heads: Annotated[int, Field(ge=1, le=256)] = Field(4, description="Attention heads (must divide width).")
+    norm_position: Literal["pre", "post"] = Field("pre", description="LayerNorm before (Pre-LN) or after each branch.")
+    final_norm: bool = Field(
+        True, description="LayerNorm before the readout (false: the paper's ~100x sharper initialization)."
+    )
+    position: Literal["sinusoidal", "learned"] = Field("sinusoidal", description="Position embedding.")
+    parametrization: Literal["sp", "mup"] = Field("sp", description="mup: readout x 1/sqrt(width).")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerConfig:
+        if self.width % self.heads:
+            raise ValueError(f"heads: {self.heads} heads do not divide width {self.width}")
+        return self
+
+
 def _fcn_when_no_kind(value: object) -> object:
     """`model:` without `kind` is the default FCN (so `model: {width: 512}` works and a typo in it is named)."""
     return {"kind": "fcn", **value} if isinstance(value, dict) and "kind" not in value else value
 
 
 ModelConfig = Annotated[
-    FCNConfig | CNNConfig | WRNConfig, Field(discriminator="kind"), BeforeValidator(_fcn_when_no_kind)
+    FCNConfig | CNNConfig | WRNConfig | TransformerConfig,
+    Field(discriminator="kind"),
+    BeforeValidator(_fcn_when_no_kind),
 ]
 
 

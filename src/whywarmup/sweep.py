@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, RunConfig, axis_value, method_axes
-from .data import PreparedData, load_prepared, prepared_path
+from .data import PreparedData, load_prepared, prepared_path, tokenizer_path
 from .errors import WhywarmupError
 from .files import atomic_write_bytes, atomic_write_text
 from .layout import RUNS_DIR, STATE_DIR
@@ -240,6 +240,8 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     if parent is None:
         shutil.rmtree(work_dir, ignore_errors=True)
         parent = tracker.start_parent(method, entry.kind, params)
+        if tokenizer_path(data_path).is_file():  # text: the tokenizer that made the token ids, with the runs
+            tracker.log_artifact(parent, tokenizer_path(data_path), "data")
         state.start(parent)
     else:
         tracker.client.update_run(parent, status="RUNNING")

@@ -9,7 +9,9 @@ Each file has one `text` column, one line of the corpus per row.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,30 @@ WIKITEXT: dict[str, TextLayout] = {
 def split_files(dataset: str, root: Path, split: str) -> list[Path]:
     layout = WIKITEXT[dataset]
     return [root / layout.folder / name for name in layout.files[split]]
+
+
+# approximate bytes of each dataset's parquet files on the hub (2026)
+DOWNLOAD_MB = {"wikitext2": 8, "wikitext103": 315}
+
+
+def download_note(dataset: str, root: Path, download: bool) -> tuple[str, bool]:
+    """("", False) when every file of `dataset` is in `root`; otherwise what the prepare stage will do, in words, and
+    whether that is an error (it cannot get the files)."""
+    missing = [p for split in WIKITEXT[dataset].files for p in split_files(dataset, root, split) if not p.is_file()]
+    if not missing:
+        return "", False
+    folder, size = missing[0].parent, f"about {DOWNLOAD_MB[dataset]} MB"
+    if not download:
+        return (
+            f"the {dataset} files {', '.join(p.name for p in missing)} are not in {folder} and data.download is false, "
+            f"so the prepare stage will stop: put them there, or set data.download: true (it downloads {size})",
+            True,
+        )
+    return (
+        f"the {dataset} files are not in {folder} yet: the prepare stage will download {size} from the Hugging Face "
+        "hub (offline it stops and says where to put the files)",
+        False,
+    )
 
 
 def _download(dataset: str, root: Path, missing: list[Path]) -> None:
@@ -144,3 +170,59 @@ def unigram_entropy(stream: np.ndarray, vocab_size: int) -> float:
 def vocabulary_json(tokenizer) -> str:
     """The tokenizer as canonical JSON (sorted keys), so the same training gives the same bytes."""
     return json.dumps(json.loads(tokenizer.to_str()), sort_keys=True)
+
+
+# The offline corpus (data.dataset: synthetic_text): a made-up language sampled from a fixed seed with Python's own
+# Mersenne Twister (`random.Random`, whose stream Python keeps the same across versions and platforms). Words are
+# syllable strings; each word is followed by one of a few successors with Zipf-like weights (a sparse Markov chain),
+# so the next token is far more predictable than the unigram distribution says and a model has something to learn.
+SYNTHETIC_SEED = 20_240_917
+SYNTHETIC_WORDS = 600
+SYNTHETIC_SUCCESSORS = 6
+SYNTHETIC_SENTENCES = {"train": 24_000, "validation": 2_000, "test": 2_000}
+# sha256 of "\n".join(lines) per split; a mismatch means this machine's Python samples differently
+SYNTHETIC_SHA256 = {
+    "train": "9b8ae670d43311eab765c08db9fd62da858cdd9c599086a1f65a0905213c5e27",
+    "validation": "579915e62494736ebd05f60f38b73768a871c623327f3b982d66e3d0429a3475",
+    "test": "9aeb1bb731029f32d2fba7c1cf410008324963d5899de815d7b1c18066b80a9b",
+}
+
+
+def _synthetic_language(rng: random.Random) -> tuple[list[str], list[list[int]], list[float]]:
+    onsets, vowels = "ptkbdgmnslrvzfh", "aeiou"
+    words: set[str] = set()
+    while len(words) < SYNTHETIC_WORDS:
+        words.add("".join(rng.choice(onsets) + rng.choice(vowels) for _ in range(rng.choice((1, 2, 2, 3)))))
+    vocabulary = sorted(words)
+    successors = [rng.sample(range(SYNTHETIC_WORDS), SYNTHETIC_SUCCESSORS) for _ in vocabulary]
+    weights = [1.0 / (rank + 1) for rank in range(SYNTHETIC_SUCCESSORS)]
+    return vocabulary, successors, weights
+
+
+def synthetic_lines(split: str) -> list[str]:
+    """The synthetic corpus' `split` (train, validation or test): the same language, disjoint samples, one
+    paragraph of 1-4 sentences per line; checked against its sha256."""
+    vocabulary, successors, weights = _synthetic_language(random.Random(SYNTHETIC_SEED))
+    rng = random.Random(f"{SYNTHETIC_SEED}-{split}")
+    lines, sentences = [], []
+    for _ in range(SYNTHETIC_SENTENCES[split]):
+        word = rng.randrange(SYNTHETIC_WORDS)
+        sentence = [vocabulary[word].capitalize()]
+        for _ in range(rng.randint(4, 14)):
+            word = rng.choices(successors[word], weights)[0]
+            sentence.append(vocabulary[word])
+        sentences.append(" ".join(sentence) + " .")
+        if len(sentences) >= rng.randint(1, 4):
+            lines.append(" ".join(sentences))
+            sentences = []
+    if sentences:
+        lines.append(" ".join(sentences))
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    if digest != SYNTHETIC_SHA256[split]:
+        raise DataError(
+            f"The synthetic_text {split} split generated on this machine has sha256 {digest[:12]}..., not the "
+            f"{SYNTHETIC_SHA256[split][:12]}... it has everywhere else: this Python's `random` module samples "
+            "differently, so results here would not compare with others'. Use the CPython that CI uses, or a WikiText "
+            "dataset."
+        )
+    return lines

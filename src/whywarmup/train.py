@@ -331,7 +331,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
 
     trajectory = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
     last = rows[-1]
-    if status == "finished" and last["accuracy"] < 1.5 / data.num_classes:
+    if status == "finished" and data.failed_to_learn(last["loss"], last["accuracy"]):
         status = "failed"
     used = steps_to_target(schedule, steps)
     summary = {
@@ -355,6 +355,7 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         "final_test_accuracy": last.get("test_accuracy", math.nan),
         "sharpness_nonconverged": float(meter.nonconverged),
         "num_classes": float(data.num_classes),
+        **_language_model_summary(data, last),
         **_critical_summary(critical, lambda_0),
         **_feedback_summary(feedback, trajectory, run),
         "steps_completed": float(trajectory["step"].max()),
@@ -403,6 +404,18 @@ def _feedback_summary(feedback, trajectory: pd.DataFrame, run: RunConfig) -> dic
         "lr_increases": float(len(feedback.increases)),
         "catapults": float(_catapults(trajectory, feedback.increases, window, eps)),
         "critical_lr_estimates": float(trajectory["local_critical_lr"].notna().sum()),
+    }
+
+
+def _language_model_summary(data: PreparedData, last: dict[str, float]) -> dict[str, float]:
+    """Text: the unigram entropy the failure rule compares the loss with, and perplexities (exp of the mean token
+    loss)."""
+    if data.unigram_entropy is None:
+        return {}
+    return {
+        "unigram_entropy": data.unigram_entropy,
+        "final_val_perplexity": math.exp(min(last.get("val_loss", math.nan), 700.0)),
+        "final_test_perplexity": math.exp(min(last.get("test_loss", math.nan), 700.0)),
     }
 
 

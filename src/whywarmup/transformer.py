@@ -15,36 +15,17 @@ whywarmup.losses.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .sections import Strict
+from .sections import TransformerConfig
+
+__all__ = ["Transformer", "TransformerConfig", "sinusoidal_positions"]
 
 INIT_STD = 0.02  # GPT-2's initialization scale
-
-
-class TransformerConfig(Strict):
-    kind: Literal["transformer"] = "transformer"
-    depth: Annotated[int, Field(ge=1, le=48)] = Field(4, description="Number of Transformer blocks.")
-    width: Annotated[int, Field(ge=1, le=16384)] = Field(128, description="Embedding width d_model.")
-    heads: Annotated[int, Field(ge=1, le=256)] = Field(4, description="Attention heads (must divide width).")
-    norm_position: Literal["pre", "post"] = Field("pre", description="LayerNorm before (Pre-LN) or after each branch.")
-    final_norm: bool = Field(
-        True, description="LayerNorm before the readout (false: the paper's ~100x sharper initialization)."
-    )
-    position: Literal["sinusoidal", "learned"] = Field("sinusoidal", description="Position embedding.")
-    parametrization: Literal["sp", "mup"] = Field("sp", description="mup: readout x 1/sqrt(width).")
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> TransformerConfig:
-        if self.width % self.heads:
-            raise ValueError(f"heads: {self.heads} heads do not divide width {self.width}")
-        return self
 
 
 def sinusoidal_positions(context: int, width: int) -> torch.Tensor:
