@@ -362,3 +362,36 @@ def test_a_method_kind_defined_only_in_this_test_takes_part_through_its_roles(mo
     assert res.numbers["pairs"] == 6 and res.numbers["median_steps_saved"] == 34
     figure = steps_saved_figure(runs, tmp_path / "steps.png")
     assert figure is not None and (tmp_path / "steps.png").exists() and len(figure.run_keys) == 12
+
+
+def lm_table(*rows: dict, noise: float = 0.01) -> pd.DataFrame:
+    """table() for language models: every run carries the unigram entropy; test (= validation) losses get the same
+    seed noise pattern as table()'s accuracies."""
+    runs = table(*rows, noise=0.0)
+    n = 3
+    offsets = [noise * ((i + j) % n - (n - 1) / 2) for i in range(n) for j in range(len(rows))]
+    runs["final_test_loss"] = runs["final_test_loss"] + offsets
+    runs["final_val_loss"] = runs["final_test_loss"]
+    return runs.assign(unigram_entropy=5.0)
+
+
+def test_c7_on_language_models_is_decided_on_the_test_loss():
+    """persistent_catapult's test loss within one seed sd of the best linear T_wrm (chosen on the lowest validation
+    loss) supports C7 even where its next-token accuracy is far lower (accuracy says little for a language model);
+    a test loss one nat higher contradicts it even where its accuracy is higher."""
+    lin = [
+        {"kind": "linear", "eta_trgt_setting": e, "T_wrm": t, "final_test_loss": loss, "final_test_accuracy": 0.3}
+        for t, loss in ((16, 3.4), (64, 3.0))
+        for e in (2, 8, 32, 128)
+    ]
+    pc = [
+        {"kind": "persistent_catapult", "T_wrm": 0, "eta_trgt_setting": e, "warmup_steps_used": 40.0}
+        for e in (2, 8, 32, 128)
+    ]
+    close = lm_table(*lin, *[{**p, "final_test_loss": 3.002, "final_test_accuracy": 0.1} for p in pc])
+    res = check_c7(close)
+    assert res.verdict == SUPPORTED, res.statistic
+    assert res.numbers["median_loss_reduction"] == pytest.approx(-0.002, abs=0.02)  # against T_wrm 64, not 16
+    assert "seed_spread_test_loss" in res.numbers and "nats" in res.statistic
+    worse = lm_table(*lin, *[{**p, "final_test_loss": 4.0, "final_test_accuracy": 0.9} for p in pc])
+    assert check_c7(worse).verdict == CONTRADICTED

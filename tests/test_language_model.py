@@ -127,7 +127,7 @@ def _with(**changes) -> dict:
 @pytest.mark.parametrize(
     ("changes", "path", "message"),
     [
-        ({"model__heads": 3}, "model", "3 heads do not divide width 16"),
+        ({"model__heads": 3}, "model.heads", "3 heads do not divide width 16"),
         ({"data__vocab_size": 100}, "data.vocab_size", "greater than or equal to 256"),
         ({"data__context": 1}, "data.context", "greater than or equal to 2"),
         ({"training__loss": "mse"}, "training.loss", "next-token cross_entropy"),
@@ -143,7 +143,8 @@ def test_bad_language_model_params_are_refused_with_the_dotted_path(changes, pat
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     text = str(err.value)
-    assert path in text and message in text, text
+    assert f"  {path}: " in text and message in text, text
+    assert text.count("\n  ") == 1, text  # one mistake, one error: no knock-on errors from the defaults
 
 
 def test_image_datasets_refuse_text_keys_and_the_transformer():

@@ -26,6 +26,7 @@ from .derived import (
     is_language_model,
     largest_trainable,
     robust_range,
+    score_of,
     with_role,
 )
 from .errors import WhywarmupError
@@ -104,7 +105,9 @@ def _summarize(cells: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         unit = group["eta_unit"].iloc[0]
         best = best_cell(group)
         ok = group[group["trainable"]]
-        low, high = robust_range(ok.groupby("eta_trgt_setting")["final_test_accuracy"].max())
+        score = score_of(group)  # accuracy; for language models the test loss (signed: higher is better)
+        better = (score.sign * ok[score.test]).groupby(ok["eta_trgt_setting"]).max()
+        low, high = robust_range(better, score.robust_within)
         rows.append(
             {
                 **dict(zip(by, key if isinstance(key, tuple) else (key,))),

@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .derived import best_run, compare_largest, critical_start_pairs, largest_trainable, with_role
+from .derived import (
+    ACCURACY,
+    TEST_LOSS,
+    Score,
+    best_run,
+    compare_largest,
+    critical_start_pairs,
+    largest_trainable,
+    score_of,
+    with_role,
+)
 from .evidence import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -76,10 +86,14 @@ def _units(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "sign", "value"])
 
 
-def _not_worse(seeds: pd.Series, differences: pd.Series, what: str, spread: float) -> BoundPart:
-    """Non-inferiority in accuracy: the mean paired difference is above minus one seed-to-seed sd."""
+def _not_worse(
+    seeds: pd.Series, differences: pd.Series, what: str, spread: float, score: Score = ACCURACY
+) -> BoundPart:
+    """Non-inferiority in the score (accuracy; a language model's test loss): the mean paired difference, signed so
+    that positive is better, is above minus one seed-to-seed sd."""
     units = _units([{"seed": s, "value": v} for s, v in zip(seeds, differences)])
-    return BoundPart("accuracy", units, what, -spread, scale=100, unit=" points", bound_name="-1 seed-to-seed sd")
+    name = "accuracy" if score is ACCURACY else score.better
+    return BoundPart(name, units, what, -spread, scale=score.scale, unit=score.unit, bound_name="-1 seed-to-seed sd")
 
 
 def _ok(runs: pd.DataFrame) -> pd.DataFrame:
@@ -257,19 +271,14 @@ def check_c4(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     )
     res = ClaimResult("C4", statement, INCONCLUSIVE, figure="phase_diagrams.png")
     fam = _ok(_sgd_warmup_family(runs))
+    score = score_of(fam)  # accuracy; a language model's test loss (lower is better)
     cell = [*axes, "seed", "eta_trgt_setting"]
-    without = fam[fam["T_wrm"] == 1][[*cell, "final_test_accuracy"]]
-    # (a) one unit per (seed, eta_trgt, T_wrm) trained with and without warmup: the accuracy difference
+    without = fam[fam["T_wrm"] == 1][[*cell, score.test]]
+    # (a) one unit per (seed, eta_trgt, T_wrm) trained with and without warmup: the score difference
     paired = fam[fam["T_wrm"] > 1].merge(without, on=cell, suffixes=("", "_without"))
-    diffs = _units(
-        [
-            {"seed": s, "value": v}
-            for s, v in zip(paired["seed"], paired["final_test_accuracy"] - paired["final_test_accuracy_without"])
-        ]
-    )
-    spread = seed_spread(
-        pd.concat([paired, fam[fam["T_wrm"] == 1]]), [*axes, "T_wrm", "eta_trgt_setting"], "final_test_accuracy"
-    )
+    better = score.better_by(paired[score.test], paired[f"{score.test}_without"])
+    diffs = _units([{"seed": s, "value": v} for s, v in zip(paired["seed"], better)])
+    spread = seed_spread(pd.concat([paired, fam[fam["T_wrm"] == 1]]), [*axes, "T_wrm", "eta_trgt_setting"], score.test)
     warm = fam[fam["T_wrm"] > 1]
     # (b) one unit per seed: the test accuracy of the best run (chosen on validation) among the eta_trgt that only
     # train with warmup, minus that of the best run (chosen on validation) without warmup
@@ -282,17 +291,17 @@ def check_c4(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
         b_with = best_run(mine[(mine["T_wrm"] > 1) & (mine["eta_trgt_setting"] > boundary)])
         b_without = best_run(without)
         gain = (
-            b_with["final_test_accuracy"] - b_without["final_test_accuracy"]
+            score.better_by(b_with[score.test], b_without[score.test])
             if b_with is not None and b_without is not None
             else math.nan
         )
         best.append({"seed": seed, "value": gain})
     res.numbers = {
         "paired_cells": int(paired.groupby(["eta_trgt_setting", "T_wrm"]).ngroups),
-        "seed_spread_accuracy": spread,
+        f"seed_spread_{score.spread}": spread,
         "median_abs_difference": _median(np.abs(diffs["value"])) if len(diffs) else math.nan,
-        "best_accuracy_without_warmup": _cell_best(fam[fam["T_wrm"] == 1]),
-        "best_accuracy_with_warmup": _cell_best(warm),
+        f"best_{score.spread}_without_warmup": _cell_best(fam[fam["T_wrm"] == 1], score),
+        f"best_{score.spread}_with_warmup": _cell_best(warm, score),
     }
     if not len(diffs):
         res.to_decide = "Add a `none` method and a `linear` method over the same eta_trgt grid."
@@ -301,20 +310,21 @@ def check_c4(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
         BoundPart(
             "fixed_eta",
             diffs,
-            "accuracy change from warmup at a fixed eta_trgt",
+            f"{score.name} change from warmup at a fixed eta_trgt"
+            + (" (positive: lower)" if score is TEST_LOSS else ""),
             -spread,
             spread,
-            scale=100,
-            unit=" points",
+            scale=score.scale,
+            unit=score.unit,
             bound_name="+-1 seed-to-seed sd",
         ),
         BoundPart(
             "best_gain",
             _units(best),
-            "gain of the best accuracy at eta_trgt usable only with warmup",
+            f"gain of the best {score.name} at eta_trgt usable only with warmup",
             0.0,
-            scale=100,
-            unit=" points",
+            scale=score.scale,
+            unit=score.unit,
         ),
     ]
     return _decide(res, parts)
@@ -327,6 +337,7 @@ def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     )
     res = ClaimResult("C5", statement, INCONCLUSIVE, figure="catapult_init_steps.png")
     pairs = critical_start_pairs(runs, axes)
+    score = TEST_LOSS if "loss_reduction" in pairs else ACCURACY  # language models: judged on their test loss
     both = pairs[(pairs["failed_subject"] == 0) & (pairs["failed_control"] == 0)]
     # (a) one unit per seed: the fraction of its pairs where catapult_init failed minus where linear failed
     rates = [
@@ -336,7 +347,9 @@ def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     cells = both[[*axes, "eta_trgt_setting", "T_wrm"]].drop_duplicates()
     compared = runs[runs["run_key"].isin(set(both["run_key_subject"]) | set(both["run_key_control"]))]
     spread = seed_spread(
-        compared.merge(cells, on=[*axes, "eta_trgt_setting", "T_wrm"]), ["method", *axes, "eta_trgt_setting", "T_wrm"]
+        compared.merge(cells, on=[*axes, "eta_trgt_setting", "T_wrm"]),
+        ["method", *axes, "eta_trgt_setting", "T_wrm"],
+        score.test,
     )
     saved = both["steps_saved"]
     res.numbers = {
@@ -349,8 +362,8 @@ def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
         "min_steps_saved": float(saved.min()) if len(saved) else math.nan,
         "max_steps_saved": float(saved.max()) if len(saved) else math.nan,
         "pairs_without_warmup_needed": int((both["warmup_steps_used_subject"] <= 1).sum()),
-        "median_accuracy_difference": _median(both["accuracy_difference"]),
-        "seed_spread_accuracy": spread,
+        f"median_{score.better}": _median(both[score.better]),
+        f"seed_spread_{score.spread}": spread,
     }
     if not len(pairs):
         res.to_decide = (
@@ -373,7 +386,15 @@ def check_c5(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
             high=FAILURE_RATE_MARGIN,
             bound_name="0.1",
         ),
-        _not_worse(both["seed"], both["accuracy_difference"], "accuracy of catapult_init minus linear", spread),
+        _not_worse(
+            both["seed"],
+            both[score.better],
+            "accuracy of catapult_init minus linear"
+            if score is ACCURACY
+            else "test loss of linear minus catapult_init (nats per token)",
+            spread,
+            score,
+        ),
     ]
     return _decide(res, parts)
 
@@ -454,24 +475,24 @@ def check_c7(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     lin = with_role(runs, FIXED_WARMUP)
     lin = _ok(lin[lin["optimizer"].isin(pc["optimizer"].unique())])
     cell = ["optimizer", "parametrization", *axes, "eta_trgt_setting"]
-    # the best linear T_wrm of each eta_trgt: highest mean validation accuracy over its seeds (scored on test)
-    means = lin.groupby([*cell, "T_wrm"])["final_val_accuracy"].mean().reset_index()
-    best = (
-        means.loc[means.groupby(cell)["final_val_accuracy"].idxmax()]
-        if means["final_val_accuracy"].notna().any()
-        else means.iloc[0:0]
-    )
+    score = score_of(pd.concat([pc, lin]))  # accuracy; a language model's test loss (lower is better)
+    # the best linear T_wrm of each eta_trgt: best mean validation score over its seeds (scored on test)
+    means = lin.groupby([*cell, "T_wrm"])[score.val].mean().reset_index()
+    means["_better"] = score.sign * means[score.val]
+    best = means.loc[means.groupby(cell)["_better"].idxmax()] if means["_better"].notna().any() else means.iloc[0:0]
     best_runs = lin.merge(best[[*cell, "T_wrm"]], on=[*cell, "T_wrm"])
-    paired = pc.merge(best_runs[[*cell, "seed", "final_test_accuracy"]], on=[*cell, "seed"], suffixes=("", "_linear"))
-    paired["difference"] = paired["final_test_accuracy"] - paired["final_test_accuracy_linear"]
+    paired = pc.merge(best_runs[[*cell, "seed", score.test]], on=[*cell, "seed"], suffixes=("", "_linear"))
+    paired["difference"] = score.better_by(paired[score.test], paired[f"{score.test}_linear"])
     matched = pc.merge(best[cell], on=cell)
-    spread = seed_spread(pd.concat([matched.assign(T_wrm=0), best_runs]), ["method", "eta_trgt_setting", "T_wrm"])
+    spread = seed_spread(
+        pd.concat([matched.assign(T_wrm=0), best_runs]), ["method", "eta_trgt_setting", "T_wrm"], score.test
+    )
     res.numbers = {
         "trained_runs": len(pc),
         "runs_reaching_eta_trgt": int(pc["warmup_steps_used"].notna().sum()),
         "median_steps_to_eta_trgt": _median(pc["warmup_steps_used"]),
-        "median_accuracy_difference": _median(paired["difference"]),
-        "seed_spread_accuracy": spread,
+        f"median_{score.better}": _median(paired["difference"]),
+        f"seed_spread_{score.spread}": spread,
     }
     if not len(paired):
         res.to_decide = "Add a persistent_catapult method over the eta_trgt grid of a linear method (same optimizer)."
@@ -481,7 +502,15 @@ def check_c7(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
     )
     parts = [
         SignPart("reaches_eta_trgt", reached, "trained runs reaching eta_trgt"),
-        _not_worse(paired["seed"], paired["difference"], "accuracy minus the best linear T_wrm", spread),
+        _not_worse(
+            paired["seed"],
+            paired["difference"],
+            "accuracy minus the best linear T_wrm"
+            if score is ACCURACY
+            else "test loss of the best linear T_wrm minus persistent_catapult's",
+            spread,
+            score,
+        ),
     ]
     return _decide(res, parts, f"Mixed evidence: {MORE_SEEDS}, or more training steps.")
 
@@ -509,13 +538,11 @@ def _median(values) -> float:
     return float(np.median(arr)) if len(arr) else math.nan
 
 
-def _cell_best(runs: pd.DataFrame) -> float:
-    """The mean-over-seeds test accuracy of the grid cell with the best mean validation accuracy."""
+def _cell_best(runs: pd.DataFrame, score: Score = ACCURACY) -> float:
+    """The mean-over-seeds test score of the grid cell with the best mean validation score (accuracy: highest;
+    test loss: lowest)."""
     if not len(runs):
         return math.nan
-    means = runs.groupby(["method", "eta_trgt_setting", "T_wrm"])[["final_val_accuracy", "final_test_accuracy"]].mean()
-    return (
-        float(means.loc[means["final_val_accuracy"].idxmax(), "final_test_accuracy"])
-        if means["final_val_accuracy"].notna().any()
-        else math.nan
-    )
+    means = runs.groupby(["method", "eta_trgt_setting", "T_wrm"])[[score.val, score.test]].mean()
+    better = score.sign * means[score.val]
+    return float(means.loc[better.idxmax(), score.test]) if better.notna().any() else math.nan

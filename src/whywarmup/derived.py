@@ -7,6 +7,7 @@ roles paired on everything but the method.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from .methods import CRITICAL_START, FIXED_WARMUP, kinds_with
 CHANCE_FACTOR = 1.5  # a final training accuracy below 1.5 / classes is chance level
 FAILURE_MARGIN = 0.10  # ... or more than 10 points below the best cell of the run's method: not trained
 ACCURACY_POINT = 0.01  # the robust eta_trgt range: settings within one accuracy point of the best
+LOSS_NATS = 0.01  # ... for language models: within 0.01 nats per token of the best test loss (1% in perplexity)
 CELL = ["method", "variant", "eta_trgt_setting", "T_wrm"]  # a grid cell: the runs that differ only in the seed
 UNIT_COLUMNS = {"c": "c", "absolute": "eta_trgt"}  # eta_unit -> the column suffix of a value in that unit
 
@@ -115,6 +117,47 @@ def _best(rows: pd.DataFrame) -> pd.Series | None:
     return None
 
 
+@dataclass(frozen=True)
+class Score:
+    """What a run's result is judged on: classifiers on test accuracy, language models on test loss (docs/science.md
+    section 9). `sign` turns a difference of the score into "how much better" (higher is better after it)."""
+
+    test: str  # the column of a run's final score on the test set
+    val: str  # ... and on the validation set (what best settings are chosen on)
+    sign: float
+    name: str  # in words
+    scale: float  # a difference is shown multiplied by this
+    unit: str
+    better: str  # key of a sign-applied difference in claims' numbers
+    spread: str  # key suffix of the seed-to-seed spread of `test`
+    robust_within: float  # the robust range: settings within this of the best score
+
+    def better_by(self, subject: pd.Series, control: pd.Series) -> pd.Series:
+        """How much better `subject` scored than `control` (positive: better), in the score's own unit."""
+        return self.sign * (subject - control)
+
+
+ACCURACY = Score(
+    "final_test_accuracy",
+    "final_val_accuracy",
+    1.0,
+    "accuracy",
+    100.0,
+    " points",
+    "accuracy_difference",
+    "accuracy",
+    ACCURACY_POINT,
+)
+TEST_LOSS = Score(
+    "final_test_loss", "final_val_loss", -1.0, "test loss", 1.0, " nats", "loss_reduction", "test_loss", LOSS_NATS
+)
+
+
+def score_of(runs: pd.DataFrame) -> Score:
+    """TEST_LOSS when every run is a language model's, ACCURACY otherwise."""
+    return TEST_LOSS if len(runs) and bool(is_language_model(runs).all()) else ACCURACY
+
+
 def best_cell(cells: pd.DataFrame) -> pd.Series | None:
     """The best of some grid cells (phase_diagram rows): among cells where every seed trained, the highest mean
     validation accuracy (training accuracy where there is no validation set; for language models the lowest mean
@@ -159,4 +202,8 @@ def critical_start_pairs(runs: pd.DataFrame, axes: tuple[str, ...] = ()) -> pd.D
     keep += [f"{c}_{side}" for side in ("subject", "control") for c in ("method", "run_key")]
     keep += [f"{c}_{s}" for c in ("warmup_steps_used", "final_test_accuracy", "failed") for s in ("subject", "control")]
     keep += ["steps_saved", "accuracy_difference"]
+    if len(pairs) and score_of(runs) is TEST_LOSS:  # language models: the test losses and how much lower
+        subject, control = pairs["final_test_loss_subject"], pairs["final_test_loss_control"]
+        pairs["loss_reduction"] = TEST_LOSS.better_by(subject, control)
+        keep += ["final_test_loss_subject", "final_test_loss_control", "loss_reduction"]
     return pairs[keep].sort_values(["optimizer", "parametrization", *axes, "eta_trgt_setting", "T_wrm", "seed"])

@@ -478,14 +478,20 @@ def report_config_yaml(cfg: Config) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def largest_table(trainable: pd.DataFrame) -> pd.DataFrame:
+def largest_table(trainable: pd.DataFrame, language_model: bool = False) -> pd.DataFrame:
     """The report's table of max_trainable_lr.csv: per method (and variant) and T_wrm, the largest trainable value
-    in its unit (">= x" at the top of the grid) and the best cell, chosen on validation, with its test accuracy."""
+    in its unit (">= x" at the top of the grid) and the best cell, chosen on validation, with its test accuracy (a
+    language model's: its test loss, nats per token)."""
     rows = []
     for r in trainable.itertuples():
         unit = UNIT_COLUMNS[r.eta_unit]
         best = getattr(r, f"best_{unit}")
-        accuracy = r.best_final_test_accuracy
+        if language_model:
+            loss, sd = r.best_final_test_loss, np.nan_to_num(r.best_final_test_loss_sd)
+            score = {"its test loss": "-" if pd.isna(loss) else f"{loss:.3f} +- {sd:.3f}"}
+        else:
+            accuracy, sd = r.best_final_test_accuracy, np.nan_to_num(r.best_final_test_accuracy_sd)
+            score = {"its test accuracy": "-" if pd.isna(accuracy) else f"{100 * accuracy:.1f} +- {100 * sd:.1f}"}
         rows.append(
             {
                 "method": _panel_title(r.method, r.variant),
@@ -493,9 +499,7 @@ def largest_table(trainable: pd.DataFrame) -> pd.DataFrame:
                 "unit": "c = eta_trgt * lambda_0" if r.eta_unit == "c" else "eta_trgt",
                 "largest trainable": r.max_trainable,
                 "best (on validation)": "-" if pd.isna(best) else f"{best:g}",
-                "its test accuracy": "-"
-                if pd.isna(accuracy)
-                else f"{100 * accuracy:.1f} +- {100 * np.nan_to_num(r.best_final_test_accuracy_sd):.1f}",
+                **score,
             }
         )
     return pd.DataFrame(rows)
@@ -639,7 +643,7 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         persistent_figure(root, runs, figdir / "persistent_vs_linear.png"),
     ]
     figures = [f for f in figures if f is not None]
-    table = _table(largest_table(trainable))
+    table = _table(largest_table(trainable, bool(len(runs)) and bool(is_language_model(runs).all())))
     claims = pd.read_csv(analysis / "claims.csv", dtype=str).fillna("")
     claims_title = "The paper's claims, checked on these runs"
     claims_caption = (

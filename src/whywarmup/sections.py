@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # Learning rates (absolute, or c in c / lambda_0): above 1e6 is a typo, not an experiment.
 LearningRate = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
@@ -140,11 +140,13 @@ class TransformerConfig(Strict):
     position: Literal["sinusoidal", "learned"] = Field("sinusoidal", description="Position embedding.")
     parametrization: Literal["sp", "mup"] = Field("sp", description="mup: readout x 1/sqrt(width).")
 
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> TransformerConfig:
-        if self.width % self.heads:
-            raise ValueError(f"heads: {self.heads} heads do not divide width {self.width}")
-        return self
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_width(cls, heads: int, info: ValidationInfo) -> int:
+        width = info.data.get("width")  # absent when the width itself is invalid (named there)
+        if width is not None and width % heads:
+            raise ValueError(f"{heads} heads do not divide width {width}; use a divisor of the width")
+        return heads
 
 
 def _fcn_when_no_kind(value: object) -> object:
