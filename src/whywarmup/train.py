@@ -24,12 +24,21 @@ from tqdm.auto import tqdm
 from .augment import flip_crop, mixup
 from .config import RunConfig
 from .critical_lr import CriticalLRResult, find_critical_lr
-from .curvature import top_hessian_eigen
 from .data import PreparedData
 from .errors import WhywarmupError
+from .instruments import (
+    EvaluationInstrument,
+    FeedbackInstrument,
+    Instrument,
+    SharpnessInstrument,
+    SharpnessMeter,
+    evaluate,
+    measurement_batches,
+    relevant_sharpness,
+)
 from .losses import accuracy, get_loss
 from .models import build_model
-from .optim import adam_preconditioner, is_adaptive, stability_constant
+from .optim import is_adaptive, stability_constant
 from .schedules import PersistentCatapultSchedule, steps_to_target
 from .tracking import PER_STEP_METRICS
 
@@ -56,81 +65,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, chunk: int) -> tuple[float, float]:
-    """Mean loss and accuracy over (x, y), in chunks, weighted by chunk size."""
-    total_loss, total_acc = 0.0, 0.0
-    for i in range(0, len(x), chunk):
-        out = model(x[i : i + chunk])
-        n = len(out)
-        total_loss += loss_fn(out, y[i : i + chunk]).item() * n
-        total_acc += accuracy(out, y[i : i + chunk]).item() * n
-    return total_loss / len(x), total_acc / len(x)
+def _instruments(
+    run: RunConfig, model, loss_fn, data: PreparedData, meter, schedule, optimizer, initial
+) -> list[Instrument]:
+    """The run's per-step instruments, in the order they record: sharpness (whose value the feedback estimate and
+    lr_times_sharpness read), persistent_catapult's feedback estimate, evaluation."""
+    steps = run.training.steps
+    feedback = schedule if isinstance(schedule, PersistentCatapultSchedule) else None
+    target = steps_to_target(schedule, steps) if feedback is None else None
 
+    def warmup_end() -> float:
+        """The first update at eta_trgt, whose row is the end-of-warmup measurement (persistent_catapult: known once
+        reached; inf before)."""
+        reached = feedback.reached_at if feedback is not None else target
+        return math.inf if reached is None else reached
 
-def measurement_batches(data: PreparedData, run: RunConfig) -> list[Batch]:
-    """The fixed batches the sharpness is measured on (sharpness.measure_on); empty for `minibatch`, whose
-    batch is the current one and is passed to each measurement."""
-    cfg = run.sharpness
-    n = len(data.x_train)
-    device = data.x_train.device
-    g = torch.Generator().manual_seed(cfg.subset_seed)
-    if cfg.measure_on == "minibatch":
-        return []
-    if cfg.measure_on == "minibatches_mean":
-        bs = min(run.training.batch_size or n, n)
-        picks = [torch.randperm(n, generator=g)[:bs].to(device) for _ in range(cfg.num_minibatches)]
-        return [(data.x_train[idx], data.y_train[idx]) for idx in picks]
-    if cfg.measure_on == "train" or cfg.subset_size >= n:
-        return [(data.x_train, data.y_train)]
-    idx = torch.randperm(n, generator=g)[: cfg.subset_size].sort().values.to(device)
-    return [(data.x_train[idx], data.y_train[idx])]
-
-
-class SharpnessMeter:
-    """Measures the top Hessian eigenvalue, warm-starting each measurement from the last one's eigenvector.
-
-    On one fixed batch (subset, train), on the current minibatch, or as the mean of the top eigenvalues over
-    K fixed minibatches (each its own eigenproblem, warm-started separately).
-    """
-
-    def __init__(self, model, loss_fn, batches: list[Batch], run: RunConfig, dtype: torch.dtype):
-        self.model, self.loss_fn, self.fixed, self.cfg = model, loss_fn, batches, run.sharpness
-        self.dtype = torch.float64 if self.cfg.dtype == "float64" else dtype
-        self.generator = torch.Generator().manual_seed(run.sharpness.subset_seed + 1)
-        self.vectors: dict[tuple[str, int], torch.Tensor] = {}
-        self.nonconverged = 0
-
-    def probe_batch(self, current: Batch) -> Batch:
-        """The batch of the critical-lr search: the first fixed batch, else the current minibatch."""
-        x, y = self.fixed[0] if self.fixed else current
-        n = self.cfg.chunk_size
-        return x[:n], y[:n]
-
-    def measure(self, current: Batch, which: str = "plain", preconditioner=None) -> tuple[float, int]:
-        """(value, HVPs spent); value is NaN when Lanczos did not converge (counted in `nonconverged`)."""
-        values, spent = [], 0
-        for i, batch in enumerate(self.fixed or [current]):
-            res = top_hessian_eigen(
-                self.model,
-                self.loss_fn,
-                batch,
-                preconditioner=preconditioner,
-                init=self.vectors.get((which, i)),
-                tol=self.cfg.tol,
-                max_matvecs=self.cfg.max_matvecs,
-                dtype=self.dtype,
-                chunk_size=self.cfg.chunk_size,
-                generator=self.generator,
-                hvp_mode=self.cfg.hvp,
-            )
-            self.vectors[(which, i)] = res.vector
-            spent += res.matvecs
-            if not res.converged:
-                self.nonconverged += 1
-                return math.nan, spent
-            values.append(res.value)
-        return sum(values) / len(values), spent
+    constant = stability_constant(run.method.optimizer)
+    estimate = FeedbackInstrument(run, feedback, model, loss_fn, meter, optimizer, constant) if feedback else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    adaptive = optimizer if is_adaptive(run.method.optimizer) else None
+    sharpness = SharpnessInstrument(
+        run, meter, initial, warmup_end, estimate.due if estimate else lambda s: False, adaptive, params
+    )
+    return [sharpness, *([estimate] if estimate else []), EvaluationInstrument(run, model, loss_fn, data)]
 
 
 def _critical_lr(run: RunConfig, model, loss_fn, batch: Batch) -> CriticalLRResult | None:
@@ -214,7 +171,6 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     model = build_model(run.model, data.input_shape, data.num_classes).to(device, dtype)
     loss_fn = get_loss(run.training.loss)
     meter = SharpnessMeter(model, loss_fn, measurement_batches(data, run), run, dtype)
-    chunk = run.sharpness.chunk_size
     batches = _batches(data, run)
     first = next(batches)
     batches = itertools.chain([first], batches)
@@ -235,20 +191,11 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = run.method.build_optimizer(params, schedule.lr(1))
     constant = stability_constant(run.method.optimizer)
-    adaptive = is_adaptive(run.method.optimizer)
     feedback = schedule if isinstance(schedule, PersistentCatapultSchedule) else None
 
+    instruments = _instruments(run, model, loss_fn, data, meter, schedule, optimizer, (lambda_0, lambda_0_hvps))
     rows: list[dict[str, float]] = []
     status, diverged_step, initial_loss = "finished", math.nan, math.nan
-    every, after = run.sharpness.every, run.sharpness.every_after_warmup
-    target = steps_to_target(schedule, steps) if feedback is None else None
-
-    def warmup_end() -> float:
-        """The first update at eta_trgt, whose row is the end-of-warmup measurement (persistent_catapult: known once
-        reached; inf before)."""
-        reached = feedback.reached_at if feedback is not None else target
-        return math.inf if reached is None else reached
-
     bar = tqdm(
         total=steps,
         desc=f"{run.name} {run.key}",
@@ -259,8 +206,8 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         unit="step",
     )
     # Loss and accuracy stay on the device until a read-back: every SYNC_EVERY steps, or where the step reads
-    # the host anyway (a measurement, an evaluation, a re-estimate, the end), so a GPU is not stalled every step.
-    # A divergence is found at the read-back; the steps run past it are discarded, the trajectory is unchanged.
+    # the host anyway (an instrument, the first and last step), so a GPU is not stalled every step. A divergence
+    # is found at the read-back; the steps run past it are discarded, the trajectory is unchanged.
     pending: list[tuple[dict[str, float], torch.Tensor, torch.Tensor]] = []
     for s in range(steps + 1):
         step_batch = next(batches)  # the batch of update s + 1 (also the measurement batch for `minibatch`)
@@ -269,23 +216,14 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         for p in params:
             p.grad = None
         row: dict[str, float] = {"step": s}
-        if s < steps:
+        if s < steps:  # forward
             out = model(x)
             loss = loss_fn(out, y)
             pending.append((row, loss.detach(), accuracy(out, y).detach()))
         else:
-            row["loss"], row["accuracy"] = evaluate(model, loss_fn, x, y, chunk)
-        wants_estimate = feedback is not None and s < steps and feedback.wants_estimate(s)
-        cadence = every if after is None or s <= warmup_end() else after
-        measure_now = (
-            s <= run.sharpness.dense_until
-            or (cadence and s % cadence == 0)
-            or (after is not None and s == warmup_end())
-            or s == steps
-            or (wants_estimate and run.method.source == "sharpness")
-        )
-        eval_now = s % run.training.eval_every == 0 or s == steps
-        if s == 0 or s == steps or measure_now or eval_now or wants_estimate or len(pending) >= SYNC_EVERY:
+            row["loss"], row["accuracy"] = evaluate(model, loss_fn, x, y, run.sharpness.chunk_size)
+        due = [i for i in instruments if i.due(s)]
+        if s == 0 or s == steps or due or len(pending) >= SYNC_EVERY:
             checked = _read_back(pending) if s < steps else [*_read_back(pending), row]
             if s == 0:
                 initial_loss = row["loss"]
@@ -295,34 +233,16 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
                 del rows[next((i for i, r in enumerate(rows) if r is bad), len(rows)) :]
                 rows.append({"step": bad["step"], "loss": bad["loss"]})
                 break
-        if s < steps:
+        if s < steps:  # backward
             loss.backward()
-        relevant = math.nan
-        if measure_now:
-            value, hvps = (lambda_0, lambda_0_hvps) if s == 0 else meter.measure(step_batch)
-            row.update(sharpness=value, sharpness_matvecs=hvps)
-            relevant = value
-            if adaptive and s < steps:
-                pre = adam_preconditioner(optimizer, [p.grad for p in params])
-                pvalue, phvps = meter.measure(step_batch, "preconditioned", pre)
-                row.update(preconditioned_sharpness=pvalue, sharpness_matvecs=hvps + phvps)
-                relevant = pvalue
-        if wants_estimate:
-            local = _local_critical_lr(
-                run, model, loss_fn, meter.probe_batch(step_batch), optimizer, constant, relevant
-            )
-            feedback.report(s, local)
-            row["local_critical_lr"] = local
-        lr = schedule.lr(s + 1) if s < steps else math.nan
+        for instrument in due:  # instruments: after the backward pass, before the update
+            instrument.record(s, row, step_batch)
+        lr = schedule.lr(s + 1) if s < steps else math.nan  # after the feedback estimate, which may raise it
         row.update(lr=lr, stability_threshold=constant / lr if lr > 0 else math.nan)
-        if s < steps and math.isfinite(relevant):
-            row["lr_times_sharpness"] = lr * relevant
-        if eval_now:
-            if data.x_val is not None and len(data.x_val):
-                row["val_loss"], row["val_accuracy"] = evaluate(model, loss_fn, data.x_val, data.y_val, chunk)
-            row["test_loss"], row["test_accuracy"] = evaluate(model, loss_fn, data.x_test, data.y_test, chunk)
+        if s < steps and math.isfinite(relevant_sharpness(row)):
+            row["lr_times_sharpness"] = lr * relevant_sharpness(row)
         rows.append(row)
-        if s < steps:
+        if s < steps:  # update
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
@@ -363,26 +283,6 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     }
     summary = {k: float(v) if v is not None else math.nan for k, v in summary.items()}
     return RunResult(run.key, summary, trajectory, status)
-
-
-def _local_critical_lr(run: RunConfig, model, loss_fn, batch: Batch, optimizer, constant: float, sharpness: float):
-    """eta_c(theta_t) for persistent_catapult: the stability threshold over the current (preconditioned)
-    sharpness, or the loss-catapult search at the current parameters with the optimizer's current state."""
-    if run.method.source == "sharpness":
-        return constant / sharpness if sharpness > 0 else math.nan
-    cfg = run.sharpness.critical_lr
-    start = optimizer.param_groups[0]["lr"] or cfg.eta_0
-    found = find_critical_lr(
-        model,
-        loss_fn,
-        batch,
-        run.method.build_optimizer,
-        optimizer_state=optimizer.state_dict(),
-        eta_0=start,
-        eps=cfg.eps,
-        tol=cfg.tol,
-    )
-    return found.lr
 
 
 def _catapults(trajectory: pd.DataFrame, increases: list[int], window: int, eps: float) -> int:
