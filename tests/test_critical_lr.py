@@ -98,3 +98,65 @@ def test_start_above_the_critical_lr_searches_downwards():
     two_over = 2 * torch.dot(g, g).item() / (g @ H @ g).item()
     res = find_critical_lr(model, mse_loss, batch, _factory(SGDConfig()), eta_0=50 * two_over, eps=1e-8, tol=1e-3)
     assert res.lr == pytest.approx(two_over, rel=2e-3)
+
+
+def _split(flat: torch.Tensor, model: nn.Module) -> list[torch.Tensor]:
+    """A flat vector as one tensor per parameter, in model.parameters() order."""
+    out, i = [], 0
+    for p in model.parameters():
+        out.append(flat[i : i + p.numel()].view_as(p))
+        i += p.numel()
+    return out
+
+
+@pytest.mark.parametrize("which", ["gradient", "adam_like", "random"])
+def test_critical_sharpness_on_a_quadratic_is_dHd_over_dg(which):
+    """Linear model + MSE (exactly quadratic): L(theta - eta d) > L(theta) beyond eta_c = 2 d.g / d.H.d, so lambda_c =
+    d.H.d / d.g, against the dense Hessian; for the gradient it lies between the smallest and largest eigenvalue."""
+    from whywarmup.critical_lr import critical_sharpness
+
+    model, batch, g, H, L0 = _quadratic_problem(seed=3)
+    gen = torch.Generator().manual_seed(1)
+    d = {
+        "gradient": g,
+        "adam_like": g / (g.abs() + 1e-3),  # a preconditioned direction, still a descent direction
+        "random": torch.randn(len(g), generator=gen, dtype=torch.float64) + 2 * g / g.norm(),
+    }[which]
+    assert torch.dot(d, g) > 0
+    exact = (d @ H @ d).item() / torch.dot(d, g).item()
+    before = [p.detach().clone() for p in model.parameters()]
+    res = critical_sharpness(model, mse_loss, batch, _split(d, model), tol=1 / 16)
+    assert 1 - res.lower / res.upper < 1 / 16 and res.lower < 2 / exact <= res.upper
+    assert res.value == pytest.approx(exact, rel=1 / 32)  # the middle of a bracket narrower than 1/16
+    assert res.eta_c == pytest.approx(2 / res.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the model is left as it was
+    if which == "gradient":
+        eig = torch.linalg.eigvalsh(H)
+        assert eig[0] <= res.value <= eig[-1] * (1 + 1 / 32)
+    # warm-started at the previous eta_c (here: this one, a little off) with L(theta) known: a handful of passes
+    warm = critical_sharpness(model, mse_loss, batch, _split(d, model), eta_0=0.9 * res.eta_c, initial_loss=L0)
+    assert warm.value == pytest.approx(exact, rel=1 / 32) and warm.forward_passes <= 6
+    # tighter tolerance, tighter answer
+    tight = critical_sharpness(model, mse_loss, batch, _split(d, model), tol=1e-4)
+    assert tight.value == pytest.approx(exact, rel=1e-4)
+
+
+def test_critical_sharpness_without_a_finite_eta_c():
+    """Along an ascent direction every eta raises the loss (value inf); along a direction of zero curvature that
+    lowers the loss none does (value 0)."""
+    from whywarmup.critical_lr import critical_sharpness
+
+    model, batch, g, H, L0 = _quadratic_problem(seed=4)
+    up = critical_sharpness(model, mse_loss, batch, _split(-g, model), max_probes=20)
+    assert up.value == math.inf and up.lower == 0.0 and up.forward_passes == 20
+
+    class Line(nn.Module):  # L(w) = -w: linear, so no eta raises it
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.w
+
+    flat = critical_sharpness(Line(), lambda out, _: -out.sum(), batch, [-torch.ones(1, dtype=torch.float64)])
+    assert flat.value == 0.0 and flat.upper == math.inf

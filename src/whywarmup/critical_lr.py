@@ -130,3 +130,85 @@ def find_critical_lr(
         else:
             lower = mid
     return result(lower, upper)
+
+
+@dataclass
+class CriticalSharpness:
+    """lambda_c = 2 / eta_c along an update direction d (docs/science.md section 10)."""
+
+    value: float  # 2 / eta_c; 0 when no probe raised the loss (upper inf), inf when every probe did (lower 0)
+    eta_c: float  # the middle of the bracket
+    lower: float  # the largest probed eta whose loss did not exceed L(theta)
+    upper: float  # the smallest probed eta whose loss did (inf: none did)
+    forward_passes: int
+
+
+@torch.no_grad()
+def critical_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    direction: list[torch.Tensor],
+    *,
+    eta_0: float | None = None,
+    tol: float = 1 / 16,
+    initial_loss: float | None = None,
+    max_probes: int = 64,
+) -> CriticalSharpness:
+    """The critical sharpness along `direction` d (one tensor per parameter, in model.parameters() order: the update
+    per unit learning rate): eta_c = min{eta > 0 : L(theta - eta d) > L(theta)} on `batch`, lambda_c = 2 / eta_c.
+
+    Exponential search from `eta_0` (default 1; the previous step's eta_c makes it a few probes), doubling until the
+    loss exceeds L(theta) or halving until it does not, then bisection until 1 - lower / upper < `tol`. Each probe is
+    one forward pass; `initial_loss` (L(theta) on the batch, e.g. from the training step's forward) saves one more.
+    A NaN or infinite loss counts as exceeding. On a quadratic, lambda_c = d.H.d / d.g exactly (a weighted mean of
+    the Hessian's eigenvalues, at most the top one when d is the gradient). The model is left as it was."""
+    params = list(model.parameters())
+    if len(direction) != len(params):
+        raise ValueError(f"direction has {len(direction)} tensors for {len(params)} parameters")
+    theta = [p.detach().clone() for p in params]
+    x, y = batch
+    passes = 0
+
+    def loss_at(eta: float) -> float:
+        nonlocal passes
+        for p, t, d in zip(params, theta, direction):
+            p.copy_(t - eta * d)
+        passes += 1
+        return loss_fn(model(x), y).item()
+
+    try:
+        base = loss_at(0.0) if initial_loss is None else initial_loss
+
+        def rises(eta: float) -> bool:
+            value = loss_at(eta)
+            return not math.isfinite(value) or value > base
+
+        eta = 1.0 if eta_0 is None or not (eta_0 > 0) else eta_0
+        if rises(eta):
+            while True:
+                if passes >= max_probes:  # every probe raised the loss: d is not a descent direction here
+                    return CriticalSharpness(math.inf, 0.0, 0.0, eta, passes)
+                eta /= 2
+                if not rises(eta):
+                    break
+            lower, upper = eta, 2 * eta
+        else:
+            while True:
+                if passes >= max_probes:
+                    return CriticalSharpness(0.0, math.inf, eta, math.inf, passes)
+                eta *= 2
+                if rises(eta):
+                    break
+            lower, upper = eta / 2, eta
+        while 1 - lower / upper >= tol and passes < max_probes:
+            mid = 0.5 * (lower + upper)
+            if rises(mid):
+                upper = mid
+            else:
+                lower = mid
+        eta_c = 0.5 * (lower + upper)
+        return CriticalSharpness(2 / eta_c, eta_c, lower, upper, passes)
+    finally:
+        for p, t in zip(params, theta):
+            p.copy_(t)
