@@ -26,6 +26,43 @@ from .losses import LossFn
 OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
 
 
+def bracket(
+    rises: Callable[[float], bool],
+    eta: float,
+    tol: float,
+    spent: Callable[[], int],
+    max_probes: int,
+    max_lr: float | None = None,
+) -> tuple[float, float]:
+    """The first eta at which `rises` turns true, bracketed: (lower, upper) with rises(upper) and not rises(lower),
+    found by doubling from `eta` (halving when it already rises), then bisecting until (upper - lower) / upper < tol.
+    upper is inf when nothing rose up to `max_lr` or the probe budget (`spent()` probes used of `max_probes`); lower
+    is 0 when every halving within the budget still rose."""
+    if rises(eta):
+        while True:
+            if spent() >= max_probes:
+                return 0.0, eta
+            eta /= 2
+            if not rises(eta):
+                break
+        lower, upper = eta, 2 * eta
+    else:
+        while True:
+            if max_lr is not None and eta >= max_lr or spent() >= max_probes:
+                return eta, math.inf
+            eta *= 2
+            if rises(eta):
+                break
+        lower, upper = eta / 2, eta
+    while (upper - lower) / upper >= tol and spent() < max_probes:
+        mid = 0.5 * (lower + upper)
+        if rises(mid):
+            upper = mid
+        else:
+            lower = mid
+    return lower, upper
+
+
 @dataclass
 class CriticalLRResult:
     lr: float  # the estimate: the largest probed eta that did not catapult (the bracket's lower end)
@@ -108,27 +145,7 @@ def find_critical_lr(
     def result(lower: float, upper: float) -> CriticalLRResult:
         return CriticalLRResult(lower, lower, upper, probe.forward_passes, 1, probe.initial_loss)
 
-    eta = eta_0
-    if catapults(eta):
-        while probe.forward_passes < max_probes:
-            eta /= 2
-            if not catapults(eta):
-                break
-        lower, upper = eta, 2 * eta
-    else:
-        while True:
-            if max_lr is not None and eta >= max_lr or probe.forward_passes >= max_probes:
-                return result(eta, math.inf)
-            eta *= 2
-            if catapults(eta):
-                break
-        lower, upper = eta / 2, eta
-    while (upper - lower) / upper >= tol and probe.forward_passes < max_probes:
-        mid = 0.5 * (lower + upper)
-        if catapults(mid):
-            upper = mid
-        else:
-            lower = mid
+    lower, upper = bracket(catapults, eta_0, tol, lambda: probe.forward_passes, max_probes, max_lr)
     return result(lower, upper)
 
 
@@ -161,6 +178,7 @@ def critical_sharpness(
     Exponential search from `eta_0` (default 1; the previous step's eta_c makes it a few probes), doubling until the
     loss exceeds L(theta) or halving until it does not, then bisection until 1 - lower / upper < `tol`. Each probe is
     one forward pass; `initial_loss` (L(theta) on the batch, e.g. from the training step's forward) saves one more.
+    The search is `bracket`, the one find_critical_lr uses.
     A NaN or infinite loss counts as exceeding. On a quadratic, lambda_c = d.H.d / d.g exactly (a weighted mean of
     the Hessian's eigenvalues, at most the top one when d is the gradient). The model is left as it was."""
     params = list(model.parameters())
@@ -184,29 +202,12 @@ def critical_sharpness(
             value = loss_at(eta)
             return not math.isfinite(value) or value > base
 
-        eta = 1.0 if eta_0 is None or not (eta_0 > 0) else eta_0
-        if rises(eta):
-            while True:
-                if passes >= max_probes:  # every probe raised the loss: d is not a descent direction here
-                    return CriticalSharpness(math.inf, 0.0, 0.0, eta, passes)
-                eta /= 2
-                if not rises(eta):
-                    break
-            lower, upper = eta, 2 * eta
-        else:
-            while True:
-                if passes >= max_probes:
-                    return CriticalSharpness(0.0, math.inf, eta, math.inf, passes)
-                eta *= 2
-                if rises(eta):
-                    break
-            lower, upper = eta / 2, eta
-        while 1 - lower / upper >= tol and passes < max_probes:
-            mid = 0.5 * (lower + upper)
-            if rises(mid):
-                upper = mid
-            else:
-                lower = mid
+        start = 1.0 if eta_0 is None or not (eta_0 > 0) else eta_0
+        lower, upper = bracket(rises, start, tol, lambda: passes, max_probes)
+        if upper == math.inf:  # no probe raised the loss
+            return CriticalSharpness(0.0, math.inf, lower, math.inf, passes)
+        if lower == 0.0:  # every probe raised it: d is not a descent direction here
+            return CriticalSharpness(math.inf, 0.0, 0.0, upper, passes)
         eta_c = 0.5 * (lower + upper)
         return CriticalSharpness(2 / eta_c, eta_c, lower, upper, passes)
     finally:

@@ -137,7 +137,8 @@ class ImageSource(DatasetSource):
         x_te = ((x_te - mean) / std).astype(np.float32)
         x_val = ((x_val - mean) / std).astype(np.float32)
         tensors = [torch.from_numpy(a) for a in (x, y, x_te, y_te)]
-        return PreparedData(*tensors, num_classes, cfg.dataset, torch.from_numpy(x_val), torch.from_numpy(y_val))
+        val = torch.from_numpy(x_val), torch.from_numpy(y_val)
+        return PreparedData(*tensors, num_classes, cfg.dataset, *val, task=self.task)
 
 
 class DigitsSource(ImageSource):
@@ -189,7 +190,7 @@ class TextSource(DatasetSource):
             cfg.dataset,
             x_val,
             y_val,
-            task=LANGUAGE_MODEL,
+            task=self.task,
             unigram_entropy=text.unigram_entropy(train_stream, tokenizer.get_vocab_size()),
             tokenizer=text.vocabulary_json(tokenizer),
         )

@@ -66,12 +66,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _instruments(
-    run: RunConfig, model, loss_fn, data: PreparedData, meter, schedule, optimizer, initial
+    run: RunConfig, model, loss_fn, data: PreparedData, meter, schedule, feedback, optimizer, constant, initial
 ) -> list[Instrument]:
     """The run's per-step instruments, in the order they record: sharpness (whose value the feedback estimate and
-    lr_times_sharpness read), persistent_catapult's feedback estimate, evaluation."""
+    lr_times_sharpness read), persistent_catapult's feedback estimate (`feedback`: its schedule, None for the other
+    methods), evaluation."""
     steps = run.training.steps
-    feedback = schedule if isinstance(schedule, PersistentCatapultSchedule) else None
     target = steps_to_target(schedule, steps) if feedback is None else None
 
     def warmup_end() -> float:
@@ -80,7 +80,6 @@ def _instruments(
         reached = feedback.reached_at if feedback is not None else target
         return math.inf if reached is None else reached
 
-    constant = stability_constant(run.method.optimizer)
     estimate = FeedbackInstrument(run, feedback, model, loss_fn, meter, optimizer, constant) if feedback else None
     params = [p for p in model.parameters() if p.requires_grad]
     adaptive = optimizer if is_adaptive(run.method.optimizer) else None
@@ -193,7 +192,8 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
     constant = stability_constant(run.method.optimizer)
     feedback = schedule if isinstance(schedule, PersistentCatapultSchedule) else None
 
-    instruments = _instruments(run, model, loss_fn, data, meter, schedule, optimizer, (lambda_0, lambda_0_hvps))
+    initial = (lambda_0, lambda_0_hvps)
+    instruments = _instruments(run, model, loss_fn, data, meter, schedule, feedback, optimizer, constant, initial)
     rows: list[dict[str, float]] = []
     status, diverged_step, initial_loss = "finished", math.nan, math.nan
     bar = tqdm(
