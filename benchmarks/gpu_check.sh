@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check (at most ~5 minutes, CUDA machine): WideResNet-16-4 on CIFAR-10-shaped data made here (no download),
-# a few hundred SGD steps with sharpness every 50 steps; prints steps/s, the HVP / gradient time ratio, peak GPU
-# memory, and the wall time of the default pipeline (`dvc repro` in a scratch clone) on this machine.
+# a few hundred SGD steps with sharpness every 50 steps; prints steps/s, the same with the critical sharpness at every
+# step (its overhead and forward passes per step), the HVP / gradient time ratio, peak GPU memory, and the wall time
+# of the default pipeline (`dvc repro` in a scratch clone) on this machine.
 #     bash benchmarks/gpu_check.sh [steps]        (run from the repository root, its venv active)
 # GPU_CHECK_DEVICE=cpu runs the same code on the CPU with a 64-example measurement set (a smoke test of the script;
 # the numbers mean little there).
@@ -33,12 +34,13 @@ g = torch.Generator().manual_seed(0)
 n = 10_000  # CIFAR-10-shaped: 3x32x32 standardized images, 10 classes
 data = PreparedData(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g),
                     torch.randn(2000, 3, 32, 32, generator=g), torch.randint(0, 10, (2000,), generator=g), 10, "synthetic")
-def make_run(steps):
+def make_run(steps, critical_every=0):
     return parse_config({
         "model": {"kind": "wrn", "depth": 16, "widen_factor": 4},
         "training": {"loss": "cross_entropy", "steps": steps, "batch_size": 128, "eval_every": steps,
                      "device": dev.type},
-        "sharpness": {"every": 50, "dense_until": 0, "measure_on": "subset", "subset_size": subset, "chunk_size": 256},
+        "sharpness": {"every": 50, "dense_until": 0, "measure_on": "subset", "subset_size": subset, "chunk_size": 256,
+                      "critical_every": critical_every},
         "methods": {"m": {"kind": "linear", "warmup_steps": max(1, min(100, steps // 3)), "eta_trgt": 0.1,
                           "optimizer": {"name": "sgd", "momentum": 0.9}}},
     }).runs("m")[0]
@@ -55,6 +57,13 @@ wall = time.perf_counter() - t
 measured = int(result.trajectory["sharpness"].notna().sum())
 print(f"train: {steps} steps (batch 128, sharpness on {subset} examples x {measured} measurements) in {wall:.1f} s "
       f"= {steps / wall:.1f} steps/s; peak memory {peak_gib():.2f} GiB")
+t = time.perf_counter()
+critical = train_run(make_run(steps, critical_every=1), data, progress=False)
+sync()
+passes = critical.trajectory["critical_sharpness_passes"].dropna()
+print(f"with the critical sharpness at every step: {time.perf_counter() - t:.1f} s "
+      f"(+{100 * ((time.perf_counter() - t) / wall - 1):.0f}%), forward passes per step median {passes.median():.0f} "
+      f"(mean {passes.mean():.2f})")
 
 model = build_model(run.model, (3, 32, 32), 10).to(dev)
 loss_fn = get_loss("cross_entropy")

@@ -32,6 +32,7 @@ TEXT_TOKENS = {  # dataset: (train, validation, test)
     "synthetic_text": (469_000, 39_000, 39_000),
 }
 PROBE = 8  # examples the counts are taken on; every cost here is linear in the number of examples
+CRITICAL_PASSES_SGD, CRITICAL_PASSES_ADAPTIVE = 3, 7
 
 
 def _flops(fn) -> int:
@@ -65,7 +66,8 @@ def per_example_costs(run: RunConfig) -> tuple[float, float, float]:
 
 
 def run_flops(run: RunConfig, matvecs: int) -> float:
-    """FLOPs of one run: its steps, its sharpness measurements, the critical-lr search and its evaluations."""
+    """FLOPs of one run: its steps, its sharpness measurements, its critical-sharpness steps (forward passes on the
+    step's batch), the critical-lr search and its evaluations."""
     train, hvp, forward = per_example_costs(run)
     n_train, n_val, n_test = split_sizes(run)
     steps, s = run.training.steps, run.sharpness
@@ -76,11 +78,15 @@ def run_flops(run: RunConfig, matvecs: int) -> float:
     )
     kinds = 2 if is_adaptive(run.method.optimizer) else 1  # Adam family: plain and preconditioned sharpness
     probes = 25  # catapult search: doubling from eta_0 then bisection, one step + one loss each
+    critical = len(range(0, steps, s.critical_every)) if s.critical_every else 0
+    # forward passes per critical-sharpness step, the means benchmarks/critical_sharpness.py measured on the default
+    passes = CRITICAL_PASSES_ADAPTIVE if is_adaptive(run.method.optimizer) else CRITICAL_PASSES_SGD
     evals = math.ceil(steps / run.training.eval_every) + 1
     return (
         steps * batch * train
         + len(measured) * kinds * matvecs * examples * hvp
         + probes * min(s.chunk_size, examples) * (train + forward)
+        + critical * passes * batch * forward
         + evals * (n_val + n_test) * forward
     )
 

@@ -312,6 +312,39 @@ def test_edge_of_stability_fraction_and_run_statistics():
     assert s["catapult_events"] == 1  # 0.9 > 1.1 x 0.8, back to 0.5 at the next step
 
 
+def test_every_step_critical_sharpness_drives_the_edge_of_stability_statistics():
+    """With lambda_c at every step, the eos fraction and threshold following read lr x lambda_c / 2 at every step; the
+    Lanczos steps' values stay under *_lanczos; catapults carry lambda_c at the step before the spike and at its end.
+    Without it at every step (a cadence of 2), the Lanczos values are used."""
+    traj = pd.DataFrame(
+        {
+            "step": range(7),
+            "lr": [0.1, 0.2, 0.3, 0.4, 0.4, 0.4, np.nan],
+            "loss": [1.0, 0.8, 0.9, 0.6, 0.5, 0.45, 0.4],
+            "sharpness": [10.0, np.nan, np.nan, 6.0, np.nan, np.nan, 5.0],
+            "critical_sharpness": [2.0, 4.0, 6.5, 5.0, 5.2, 4.5, np.nan],
+        }
+    )
+    traj["stability_threshold"] = 2 / traj["lr"]
+    traj["lr_times_sharpness"] = traj["lr"] * traj["sharpness"]
+    traj["lr_times_critical_sharpness"] = traj["lr"] * traj["critical_sharpness"]
+    s = run_statistics(traj, warmup_steps_used=4)
+    assert s["curvature_every_step"] == 1.0
+    # lr x lambda_c / 2 = 0.1, 0.4, 0.975, 1.0, 1.04, 0.9: during warmup (rows 0-3) 2 of 4 within 10% of 1
+    assert s["eos_fraction_during_warmup"] == pytest.approx(0.5)
+    assert s["eos_fraction_during_warmup_lanczos"] == pytest.approx(0.0)  # rows 0 and 3: 0.5 and 1.2
+    assert s["lr_times_sharpness_after_reaching_over_c"] == pytest.approx(np.median([0.975, 1.0, 1.04, 0.9]))
+    assert s["lr_times_sharpness_after_reaching_over_c_lanczos"] == pytest.approx(1.2)  # reached at row 3: 1.2
+    (event,) = detect_catapults(traj["step"], traj["loss"], traj["sharpness"], critical=traj["critical_sharpness"])
+    assert (event.start, event.end) == (2, 3) and event.critical_before == 4.0 and event.critical_after == 5.0
+    assert event.sharpness_before == 10.0 and event.sharpness_after == 6.0
+    assert s["catapult_critical_sharpness_drop_median"] == pytest.approx(1.25)
+    sparse = traj.assign(critical_sharpness=[2.0, np.nan, 6.5, np.nan, 5.2, np.nan, np.nan])
+    s = run_statistics(sparse, warmup_steps_used=4)
+    assert s["curvature_every_step"] == 0.0
+    assert s["eos_fraction_during_warmup"] == s["eos_fraction_during_warmup_lanczos"] == 0.0
+
+
 def test_sharpness_regime_and_threshold_following():
     assert sharpness_regime(2.2, 0.5) == "sharpening"  # rose to 2.2 lambda_0 during warmup
     assert sharpness_regime(1.0, 0.6) == "reduction"

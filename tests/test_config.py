@@ -342,3 +342,15 @@ def test_a_retired_setting_says_why_it_went():
     problems = _errors({"data": {"prepared_dir": "elsewhere"}, "methods": {"a": {"kind": "none"}}})
     message = problems["data.prepared_dir"]
     assert message.startswith("no longer a setting: the prepared data always goes to data/prepared")
+
+
+def test_critical_sharpness_settings_are_validated_and_default_to_every_step():
+    methods = {"p": {"kind": "persistent_catapult", "eta_trgt": 1.0, "source": "critical_sharpness"}}
+    cfg = parse_config({"methods": methods})
+    (run,) = cfg.runs("p")
+    assert run.sharpness.critical_every == 1 and run.sharpness.critical_tol == 1 / 16
+    assert run.method.source == "critical_sharpness"
+    problems = _errors({"sharpness": {"critical_every": -1, "critical_tol": 1.5}, "methods": methods})
+    assert set(problems) == {"sharpness.critical_every", "sharpness.critical_tol"}
+    problems = _errors({"methods": {"p": {**methods["p"], "source": "lanczos"}}})
+    assert "critical_sharpness" in problems["methods.p.source"]

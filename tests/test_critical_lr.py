@@ -8,7 +8,7 @@ from torch import nn
 from whywarmup.critical_lr import CatapultProbe, find_critical_lr
 from whywarmup.losses import mse_loss
 from whywarmup.optim import build_optimizer
-from whywarmup.sections import AdamConfig, SGDConfig
+from whywarmup.sections import AdamConfig, GIAdamConfig, SGDConfig
 
 from .conftest import dense_hessian
 
@@ -160,3 +160,88 @@ def test_critical_sharpness_without_a_finite_eta_c():
 
     flat = critical_sharpness(Line(), lambda out, _: -out.sum(), batch, [-torch.ones(1, dtype=torch.float64)])
     assert flat.value == 0.0 and flat.upper == math.inf
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bracket_around_finds_any_threshold_and_costs_two_probes_near_the_guess(seed):
+    """rises(eta) = eta > c: from any guess the bracket holds c with 1 - lower / upper < tol; from a guess within the
+    tolerance of c it takes exactly 2 probes, from a guess 1000x off far fewer than doubling from scratch would."""
+    from whywarmup.critical_lr import bracket_around
+
+    gen = torch.Generator().manual_seed(seed)
+    c = float(torch.exp(torch.randn(1, generator=gen) * 3))
+    tol = 1 / 16
+    for guess, most in [(c * 1.01, 2), (c / 1.01, 2), (c * 1000, 18), (c / 1000, 18), (c, 2)]:
+        probes: list[float] = []
+        lower, upper = bracket_around(lambda eta, p=probes: p.append(eta) or eta > c, guess, tol, probes.__len__, 64)
+        assert lower <= c < upper and 1 - lower / upper < tol
+        assert len(probes) <= most, (guess / c, len(probes))
+
+
+def test_bracket_around_reports_no_rise_and_every_rise():
+    from whywarmup.critical_lr import bracket_around
+
+    n = []
+    assert bracket_around(lambda eta: n.append(eta) or False, 1.0, 1 / 16, lambda: len(n), 10) == (max(n), math.inf)
+    n.clear()
+    assert bracket_around(lambda eta: n.append(eta) or True, 1.0, 1 / 16, lambda: len(n), 10) == (0.0, min(n))
+
+
+OPTIMIZERS = [
+    SGDConfig(),
+    SGDConfig(momentum=0.9),
+    SGDConfig(momentum=0.9, nesterov=True, weight_decay=1e-2),
+    AdamConfig(),
+    AdamConfig(name="radam", weight_decay=1e-3),
+    GIAdamConfig(),
+    GIAdamConfig(v_bias_correction=False),
+]
+
+
+@pytest.mark.parametrize("cfg", OPTIMIZERS, ids=lambda c: f"{c.name}-{getattr(c, 'momentum', '')}")
+def test_update_direction_is_the_real_next_update_per_unit_lr(cfg):
+    """After a few real steps, UpdateDirection's d equals (theta_s - theta_{s+1}) / lr of the optimizer's own next
+    step at any lr (float64 model: exact to rounding), and reading it leaves the optimizer and the model untouched."""
+    from whywarmup.critical_lr import UpdateDirection
+
+    model, (x, y), *_ = _quadratic_problem(seed=5)
+    params = list(model.parameters())
+    optimizer = build_optimizer(cfg, params, 0.05)
+    direction = UpdateDirection(params, _factory(cfg))
+
+    def backward():
+        for p in params:
+            p.grad = None
+        mse_loss(model(x), y).backward()
+
+    for _ in range(3):
+        backward()
+        optimizer.step()
+    backward()
+    d = direction(optimizer)
+    state_before = copy.deepcopy(optimizer.state_dict())
+    theta = [p.detach().clone() for p in params]
+    assert all(torch.equal(p, t) for p, t in zip(params, theta))
+    lr = 0.0123
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    for t, p, di in zip(theta, params, d):
+        assert torch.allclose((t - p.detach()) / lr, di, rtol=1e-9, atol=1e-12)
+    # the shadow step did not advance the real optimizer: its state before the real step was the one after 3 steps
+    steps = [s["step"] for s in state_before["state"].values() if "step" in s]
+    assert all(float(s) == 3 for s in steps)
+
+
+def test_update_direction_of_a_float32_model_is_exact_where_the_step_is_below_rounding():
+    """At a learning rate whose step lr * g is far below float32's rounding of the weights, theta_s - theta_{s+1}
+    carries no information, but d (from the float64 shadow step at lr = 1) still equals the gradient."""
+    from whywarmup.critical_lr import UpdateDirection
+
+    model, (x, y), *_ = _quadratic_problem(seed=6)
+    model = model.float()
+    params = list(model.parameters())
+    optimizer = build_optimizer(SGDConfig(), params, 1e-12)
+    mse_loss(model(x.float()), y).backward()
+    d = UpdateDirection(params, _factory(SGDConfig()))(optimizer)
+    assert torch.equal(d[0], params[0].grad)

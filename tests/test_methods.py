@@ -163,12 +163,16 @@ def test_persistent_catapult_rises_when_the_sharpness_falls_never_decreases():
 
 # The search's one-step eta_c is 22.6 / lambda_0 on the 3-layer width-32 net (its gradient is mostly outside the
 # top eigendirection), so 1.5 x that diverges there; on a 4-layer width-128 net it is 2.7 / lambda_0.
-@pytest.mark.parametrize(("source", "c", "depth", "width"), [("sharpness", 64.0, 3, 32), ("search", 32.0, 4, 128)])
+@pytest.mark.parametrize(
+    ("source", "c", "depth", "width"),
+    [("sharpness", 64.0, 3, 32), ("search", 32.0, 4, 128), ("critical_sharpness", 32.0, 4, 128)],
+)
 def test_persistent_catapult_run_reaches_a_stable_target(digits, source, c, depth, width):
     run = _run(
         {"kind": "persistent_catapult", "eta_trgt": c, "eta_relative_to": "lambda_0", "every": 5, "source": source},
         model={"kind": "fcn", "depth": depth, "width": width},
         training={"steps": 100, "eval_every": 50},
+        sharpness={"every": 10, "subset_size": 128, "critical_every": 0},  # lambda_c only where the estimate reads it
     )
     res = train_run(run, digits, progress=False)
     assert res.status == "finished"
@@ -183,6 +187,13 @@ def test_persistent_catapult_run_reaches_a_stable_target(digits, source, c, dept
     if source == "sharpness":  # eta_c = 2 / lambda_t at each re-estimate, lr = gamma eta_c (until the cap)
         torch.testing.assert_close(
             estimates["local_critical_lr"].to_numpy().copy(), 2 / estimates["sharpness"].to_numpy(), check_dtype=False
+        )
+    if source == "critical_sharpness":  # eta_c = 2 / lambda_c along the next update, measured only at the estimates
+        assert traj.dropna(subset=["critical_sharpness"])["step"].tolist() == estimates["step"].tolist()
+        torch.testing.assert_close(
+            estimates["local_critical_lr"].to_numpy().copy(),
+            2 / estimates["critical_sharpness"].to_numpy(),
+            check_dtype=False,
         )
     first = estimates.iloc[0]
     assert first["lr"] == pytest.approx(min(s["eta_trgt"], 1.5 * first["local_critical_lr"]))

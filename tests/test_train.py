@@ -273,3 +273,58 @@ def test_sharpness_cadence_changes_once_eta_trgt_is_reached(digits, kind, warmup
     run = tiny_run(method, steps=40, sharpness=sharpness)
     measured = train_run(run, digits, progress=False).trajectory.dropna(subset=["sharpness"])["step"]
     assert measured.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"kind": "linear", "warmup_steps": 10, "eta_trgt": 0.5},
+        {"kind": "none", "eta_trgt": 1e-3, "optimizer": {"name": "adam"}, "decay": "cosine"},
+    ],
+    ids=["sgd", "adam"],
+)
+def test_critical_sharpness_every_step_without_changing_training(digits, method):
+    """critical_every: 1 adds lambda_c at every step before the last (warm-started: at most a few forward passes in the
+    median) and lr x lambda_c, and leaves every other column bitwise as a run without it."""
+    run = _run(method)
+    off = run.model_copy(update={"sharpness": run.sharpness.model_copy(update={"critical_every": 0})})
+    on, plain = train_run(run, digits, progress=False).trajectory, train_run(off, digits, progress=False).trajectory
+    assert on["critical_sharpness"].notna().tolist() == [True] * 40 + [False]
+    assert plain["critical_sharpness"].isna().all()
+    other = [c for c in on.columns if "critical" not in c]
+    pd.testing.assert_frame_equal(on[other], plain[other])
+    assert (on["critical_sharpness"].iloc[:40] > 0).all()
+    assert on["lr_times_critical_sharpness"].tolist()[:40] == pytest.approx(
+        (on["lr"] * on["critical_sharpness"]).tolist()[:40]
+    )
+    passes = on["critical_sharpness_passes"].dropna()
+    assert passes.min() >= 2 and passes.median() <= 6
+
+
+def test_critical_sharpness_of_a_run_on_a_quadratic_is_gHg_over_gg_at_every_step(digits):
+    """A one-layer FCN with MSE trained by full-batch GD in float64 has a constant Hessian H, and the update per unit
+    lr is the gradient g_s: lambda_c at step s must be g_s.H.g_s / g_s.g_s (to the search's tolerance), replayed here
+    with torch.optim.SGD from the same initialization."""
+    from .conftest import dense_hessian
+
+    run = tiny_run(
+        {"kind": "linear", "warmup_steps": 5, "eta_trgt": 0.5},
+        steps=12,
+        eval_every=12,
+        model={"kind": "fcn", "depth": 1},
+        training={"steps": 12, "eval_every": 12, "dtype": "float64"},
+        sharpness={"every": 6, "subset_size": 128, "critical_tol": 1e-3},
+    )
+    traj = train_run(run, digits, progress=False).trajectory
+    torch.manual_seed(run.method.seed)
+    model = build_model(run.model, digits.input_shape, digits.num_classes).double()
+    x, y = digits.x_train.double(), digits.y_train
+    H = dense_hessian(model, mse_loss, [(x, y)])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    for s in range(12):
+        opt.zero_grad()
+        mse_loss(model(x), y).backward()
+        g = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        assert traj["critical_sharpness"].iloc[s] == pytest.approx((g @ H @ g / (g @ g)).item(), rel=1e-3)
+        opt.param_groups[0]["lr"] = traj["lr"].iloc[s]
+        opt.step()

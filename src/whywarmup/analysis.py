@@ -249,11 +249,14 @@ def _panel_runs(cfg: Config, runs: pd.DataFrame, phase: pd.DataFrame, method: st
 
 def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
     """Every catapult of every run (run_stats.detect_catapults): start, peak and end step, the loss ratio at the
-    peak and the last measured sharpness before / first after, so the sharpness drop of each catapult shows."""
+    peak and the last measured sharpness before / first after (Lanczos, and the critical sharpness, every step by
+    default: the step before the spike and the step it ended), so the sharpness drop of each catapult shows."""
     rows = []
     for row in runs.itertuples():
         traj = read_trajectory(root, row.method, row.run_key)
-        for e in detect_catapults(traj["step"], traj["loss"], traj.get("sharpness")):
+        for e in detect_catapults(
+            traj["step"], traj["loss"], traj.get("sharpness"), critical=traj.get("critical_sharpness")
+        ):
             rows.append(
                 {
                     "method": row.method,
@@ -268,10 +271,14 @@ def catapult_table(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
                     "sharpness_before": e.sharpness_before,
                     "sharpness_after": e.sharpness_after,
                     "sharpness_after_over_before": e.sharpness_ratio,
+                    "critical_sharpness_before": e.critical_before,
+                    "critical_sharpness_after": e.critical_after,
+                    "critical_sharpness_after_over_before": e.critical_ratio,
                 }
             )
     columns = ["method", "variant", "run_key", "eta_trgt_setting", "T_wrm", "start", "peak", "end"]
     columns += ["loss_peak_over_min", "sharpness_before", "sharpness_after", "sharpness_after_over_before"]
+    columns += ["critical_sharpness_before", "critical_sharpness_after", "critical_sharpness_after_over_before"]
     return pd.DataFrame(rows, columns=columns)
 
 

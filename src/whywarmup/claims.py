@@ -184,6 +184,11 @@ def check_c2(runs: pd.DataFrame, axes: Axes = ()) -> ClaimResult:
         f"muP: {mup['sharpening']} of {mup['runs']} sharpen ({mup['sharpening_and_following_threshold']} then follow "
         f"the threshold), {mup['reduction']} reduce."
     )
+    if "curvature_every_step" in warm:  # docs/science.md section 7: following read from lambda_c where every step
+        every = int((warm["curvature_every_step"] > 0).sum())
+        res.numbers["runs_following_read_from_critical_sharpness"] = every
+        res.finding += f" Threshold following read from lr x critical sharpness / 2 at every step in {every} of "
+        res.finding += f"{len(warm)} runs, from the Lanczos steps in the rest."
     if not sp["runs"] or not mup["runs"]:
         res.to_decide = (
             "Needs trained linear-warmup SGD runs in both parametrizations: add a method `linear_mup` (kind: linear, "

@@ -160,6 +160,47 @@ class CriticalSharpness:
     forward_passes: int
 
 
+def bracket_around(
+    rises: Callable[[float], bool], guess: float, tol: float, spent: Callable[[], int], max_probes: int
+) -> tuple[float, float]:
+    """Like `bracket`, but started from a guess of where `rises` turns true (the previous step's eta_c): the first two
+    probes already bracket the guess within `tol`, so a value that moved less than that since costs 2 probes.
+
+    Probes guess / q and guess * q with q^2 just under 1 / (1 - tol); if both lie on one side, steps away from the guess
+    by factors q^2, q^4, q^8, ... up to 2 (growing, so that a jump costs a few probes more, capped so that the search
+    never leaps to where a step is below the loss's rounding), then bisects geometrically until 1 - lower / upper < tol.
+    Returns (lower, upper) as `bracket` does: upper inf when nothing rose within the probe budget, lower 0 when
+    everything did."""
+    q = (1 - 0.9 * tol) ** -0.5
+    lower, upper = 0.0, math.inf
+    low = guess / q
+    if rises(low):
+        upper, factor = low, q * q
+        while spent() < max_probes:
+            eta = upper / factor
+            if not rises(eta):
+                lower = eta
+                break
+            upper, factor = eta, min(2.0, factor * factor)
+    else:
+        lower, factor = low, q * q
+        while spent() < max_probes:
+            eta = lower * factor
+            if rises(eta):
+                upper = eta
+                break
+            lower, factor = eta, min(2.0, factor * factor)
+    if lower == 0.0 or upper == math.inf:
+        return lower, upper
+    while 1 - lower / upper >= tol and spent() < max_probes:
+        mid = math.sqrt(lower * upper)
+        if rises(mid):
+            upper = mid
+        else:
+            lower = mid
+    return lower, upper
+
+
 @torch.no_grad()
 def critical_sharpness(
     model: nn.Module,
@@ -175,10 +216,10 @@ def critical_sharpness(
     """The critical sharpness along `direction` d (one tensor per parameter, in model.parameters() order: the update
     per unit learning rate): eta_c = min{eta > 0 : L(theta - eta d) > L(theta)} on `batch`, lambda_c = 2 / eta_c.
 
-    Exponential search from `eta_0` (default 1; the previous step's eta_c makes it a few probes), doubling until the
-    loss exceeds L(theta) or halving until it does not, then bisection until 1 - lower / upper < `tol`. Each probe is
-    one forward pass; `initial_loss` (L(theta) on the batch, e.g. from the training step's forward) saves one more.
-    The search is `bracket`, the one find_critical_lr uses.
+    The search (`bracket_around`) starts from `eta_0` (default 1; the previous step's eta_c makes it 2 probes while
+    eta_c moves less than `tol` per step), widens geometrically until the loss exceeds L(theta) on one side and not on
+    the other, then bisects until 1 - lower / upper < `tol`. Each probe is one forward pass; `initial_loss` (L(theta)
+    on the batch, e.g. from the training step's forward) saves one more.
     A NaN or infinite loss counts as exceeding. On a quadratic, lambda_c = d.H.d / d.g exactly (a weighted mean of
     the Hessian's eigenvalues, at most the top one when d is the gradient). The model is left as it was."""
     params = list(model.parameters())
@@ -191,10 +232,12 @@ def critical_sharpness(
     def loss_at(eta: float) -> float:
         nonlocal passes
         for p, t, d in zip(params, theta, direction):
-            p.copy_(t - eta * d)
+            p.copy_(t - eta * d)  # eta * d overflows to inf, not to an error, for a huge eta
         passes += 1
         return loss_fn(model(x), y).item()
 
+    if all(not d.any() for d in direction):  # no update (e.g. every ReLU dead): nothing can raise the loss
+        return CriticalSharpness(0.0, math.inf, 0.0, math.inf, 0)
     try:
         base = loss_at(0.0) if initial_loss is None else initial_loss
 
@@ -202,8 +245,8 @@ def critical_sharpness(
             value = loss_at(eta)
             return not math.isfinite(value) or value > base
 
-        start = 1.0 if eta_0 is None or not (eta_0 > 0) else eta_0
-        lower, upper = bracket(rises, start, tol, lambda: passes, max_probes)
+        start = 1.0 if eta_0 is None or not (eta_0 > 0 and math.isfinite(eta_0)) else eta_0
+        lower, upper = bracket_around(rises, start, tol, lambda: passes, max_probes)
         if upper == math.inf:  # no probe raised the loss
             return CriticalSharpness(0.0, math.inf, lower, math.inf, passes)
         if lower == 0.0:  # every probe raised it: d is not a descent direction here
@@ -213,3 +256,38 @@ def critical_sharpness(
     finally:
         for p, t in zip(params, theta):
             p.copy_(t)
+
+
+class UpdateDirection:
+    """The optimizer's next update per unit learning rate, d (theta_{s+1} = theta_s - lr d), read without touching the
+    optimizer or the model: a shadow optimizer of the same kind, built once by `make_optimizer`, takes the step at
+    lr = 1 from a float64 copy of the parameters, the gradients and the optimizer's state (so d is exact to float32
+    even where lr d is far below the parameters' rounding, early in a warmup). Valid for every update rule here: each
+    moves the parameters by lr times a direction that does not depend on lr (module docstring)."""
+
+    def __init__(self, params: list[torch.Tensor], make_optimizer: OptimizerFactory):
+        self.params = params
+        self.shadow = [torch.zeros_like(p, dtype=torch.float64, requires_grad=True) for p in params]
+        self.optimizer = make_optimizer(self.shadow, 1.0)
+
+    @torch.no_grad()
+    def __call__(self, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        self.optimizer.state.clear()
+        for p, q in zip(self.params, self.shadow):
+            q.copy_(p)
+            q.grad = None if p.grad is None else p.grad.to(torch.float64)
+            state = optimizer.state.get(p)
+            if state:
+                self.optimizer.state[q] = {k: _shadow_entry(v, p) for k, v in state.items()}
+        for group in self.optimizer.param_groups:
+            group["lr"] = 1.0
+        self.optimizer.step()
+        return [(p.to(torch.float64) - q).to(p.dtype) for p, q in zip(self.params, self.shadow)]
+
+
+def _shadow_entry(value: Any, param: torch.Tensor) -> Any:
+    """An optimizer-state entry for the float64 shadow: per-element buffers in float64, anything else copied."""
+    if isinstance(value, torch.Tensor):
+        per_element = value.is_floating_point() and value.shape == param.shape
+        return value.to(torch.float64, copy=True) if per_element else value.clone()
+    return copy.deepcopy(value)

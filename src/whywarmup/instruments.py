@@ -4,6 +4,8 @@ trajectory row. The training loop (whywarmup.train) is then: forward, backward, 
 
 - SharpnessInstrument: the top Hessian eigenvalue by warm-started Lanczos and, for the Adam family, the top
   eigenvalue of the preconditioned Hessian (columns sharpness, preconditioned_sharpness, sharpness_matvecs);
+- CriticalSharpnessInstrument: lambda_c = 2 / eta_c along the run's next update, from forward passes only
+  (critical_sharpness, critical_sharpness_passes);
 - FeedbackInstrument: persistent_catapult's estimate of the local critical learning rate, reported to its schedule
   (local_critical_lr);
 - EvaluationInstrument: loss and accuracy on the validation and test sets (val_*, test_*).
@@ -17,11 +19,11 @@ from collections.abc import Callable
 import torch
 
 from .config import RunConfig
-from .critical_lr import find_critical_lr
+from .critical_lr import UpdateDirection, critical_sharpness, find_critical_lr
 from .curvature import top_hessian_eigen
 from .data import PreparedData
 from .losses import accuracy
-from .optim import adam_preconditioner
+from .optim import CRITICAL_CONSTANT, adam_preconditioner
 from .schedules import PersistentCatapultSchedule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -163,10 +165,49 @@ class SharpnessInstrument(Instrument):
             row.update(preconditioned_sharpness=pvalue, sharpness_matvecs=hvps + phvps)
 
 
+MAX_PROBES = 32  # forward passes per critical-sharpness step at most: a loss that has still not risen along d (some
+# 2^25 x beyond the previous eta_c) is reported as no rise (lambda_c 0) rather than searched further
+
+
+class CriticalSharpnessInstrument(Instrument):
+    """The critical sharpness lambda_c = 2 / eta_c (docs/science.md section 10) along the run's real next update d (the
+    optimizer's step per unit learning rate, from its current state: `UpdateDirection`), on the step's own batch, with
+    L(theta) the loss the training step's forward already computed: eta_c = min{eta : L(theta - eta d) > L(theta)}.
+    Warm-started from the previous measurement's eta_c, so a slowly moving lambda_c costs 2 forward passes. Every
+    `sharpness.critical_every` steps, and wherever persistent_catapult's estimate reads it (source:
+    critical_sharpness). By its definition an update of size lr raises the loss on its batch once lr x lambda_c > 2,
+    for every optimizer (CRITICAL_CONSTANT)."""
+
+    def __init__(self, run: RunConfig, model, loss_fn, optimizer, params, estimate_due: Callable[[int], bool]):
+        self.every, self.tol, self.steps = run.sharpness.critical_every, run.sharpness.critical_tol, run.training.steps
+        self.model, self.loss_fn, self.optimizer, self.estimate_due = model, loss_fn, optimizer, estimate_due
+        self.reads_it = getattr(run.method, "source", None) == "critical_sharpness"
+        self.direction = UpdateDirection(params, run.method.build_optimizer)
+        self.eta: float | None = None  # the previous measurement's eta_c: the next search's start
+
+    def due(self, s: int) -> bool:
+        return s < self.steps and (bool(self.every and s % self.every == 0) or (self.reads_it and self.estimate_due(s)))
+
+    def record(self, s: int, row: Row, batch: Batch) -> None:
+        found = critical_sharpness(
+            self.model,
+            self.loss_fn,
+            batch,
+            self.direction(self.optimizer),
+            eta_0=self.eta,
+            tol=self.tol,
+            initial_loss=row["loss"],
+            max_probes=MAX_PROBES,
+        )
+        if 0 < found.eta_c < math.inf:
+            self.eta = found.eta_c
+        row.update(critical_sharpness=found.value, critical_sharpness_passes=found.forward_passes)
+
+
 class FeedbackInstrument(Instrument):
     """persistent_catapult: at each re-estimate, eta_c(theta_s) reported to the schedule (docs/science.md section 6):
-    the stability constant over the step's (preconditioned) sharpness, or the loss-catapult search at the current
-    parameters with the optimizer's current state."""
+    the stability constant over the step's (preconditioned) sharpness, 2 over the step's critical sharpness, or the
+    loss-catapult search at the current parameters with the optimizer's current state."""
 
     def __init__(
         self, run: RunConfig, schedule: PersistentCatapultSchedule, model, loss_fn, meter, optimizer, constant
@@ -178,13 +219,17 @@ class FeedbackInstrument(Instrument):
         return s < self.run.training.steps and self.schedule.wants_estimate(s)
 
     def record(self, s: int, row: Row, batch: Batch) -> None:
-        local = self.local_critical_lr(self.meter.probe_batch(batch), relevant_sharpness(row))
+        local = self.local_critical_lr(self.meter.probe_batch(batch), row)
         self.schedule.report(s, local)
         row["local_critical_lr"] = local
 
-    def local_critical_lr(self, batch: Batch, sharpness: float) -> float:
+    def local_critical_lr(self, batch: Batch, row: Row) -> float:
         if self.run.method.source == "sharpness":
+            sharpness = relevant_sharpness(row)
             return self.constant / sharpness if sharpness > 0 else math.nan
+        if self.run.method.source == "critical_sharpness":
+            critical = row["critical_sharpness"]
+            return CRITICAL_CONSTANT / critical if 0 < critical < math.inf else math.nan
         cfg = self.run.sharpness.critical_lr
         start = self.optimizer.param_groups[0]["lr"] or cfg.eta_0
         found = find_critical_lr(

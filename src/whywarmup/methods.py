@@ -135,10 +135,11 @@ class PersistentCatapult(MethodBase):
         1.5, description="Factor above the local critical learning rate (> 1: every increase induces a catapult)."
     )
     every: StepCount = Field(10, description="Re-estimate eta_c every this many steps.")
-    source: Literal["sharpness", "search"] = Field(
+    source: Literal["sharpness", "critical_sharpness", "search"] = Field(
         "sharpness",
-        description="sharpness: eta_c = threshold constant / current (preconditioned) sharpness; search: the "
-        "loss-catapult search at the current parameters with the optimizer's current state.",
+        description="sharpness: eta_c = threshold constant / current (preconditioned) sharpness; critical_sharpness: "
+        "eta_c = 2 / the critical sharpness along the next update (forward passes only); search: the loss-catapult "
+        "search at the current parameters with the optimizer's current state.",
     )
 
     @property

@@ -127,6 +127,11 @@ def is_adaptive(cfg: OptimizerConfig) -> bool:
     return isinstance(cfg, (AdamConfig, GIAdamConfig))
 
 
+# lr x critical sharpness > 2: the update raises the loss on its batch, whatever the optimizer (docs/science.md
+# section 10; at the edge of stability it is where GD's, heavy-ball's and Adam's own thresholds put lambda_c)
+CRITICAL_CONSTANT = 2.0
+
+
 def stability_constant(cfg: OptimizerConfig) -> float:
     """c such that the update is unstable when lr * sharpness > c (docs/science.md section 3).
 

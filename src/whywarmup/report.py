@@ -29,6 +29,7 @@ from .evidence import MIN_SEEDS  # noqa: E402
 from .files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from .layout import ANALYSIS_DIR, METRICS_FILE, REPORTS_DIR  # noqa: E402
 from .methods import ADAPTIVE_WARMUP, FIXED_WARMUP, GRADIENT_INIT, NO_WARMUP  # noqa: E402
+from .optim import CRITICAL_CONSTANT  # noqa: E402
 from .tracking import TAG_ROLE, redact  # noqa: E402
 
 
@@ -182,9 +183,10 @@ def _save(fig, path: Path, title: str, caption: str, run_keys: list[str]) -> Fig
     return Figure(path.name, title, caption, run_keys)
 
 
-def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss=None) -> None:
+def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss=None, ax_ratio=None) -> None:
     """lr (and loss) per step, measured sharpness with the stability threshold dashed: one colour per (method,
-    T_wrm), one line per seed (labelled once, with the seed count)."""
+    T_wrm), one line per seed (labelled once, with the seed count). `ax_ratio`: each curvature over its own threshold,
+    lr x sharpness / c at the Lanczos steps (markers) and lr x critical sharpness / 2 at every step (line)."""
     for i, (_, group) in enumerate(chosen.groupby(["method", "T_wrm"], sort=False)):
         color, name = f"C{i}", label(group.iloc[0]) + (f" ({len(group)} seeds)" if len(group) > 1 else "")
         for j, row in enumerate(group.itertuples()):
@@ -198,6 +200,14 @@ def _plot_runs(root: Path, chosen: pd.DataFrame, ax_lr, ax_sharp, label, ax_loss
             measured = traj.dropna(subset=[column])
             ax_sharp.plot(measured["step"], measured[column], color=color, label=tag, lw=1.2, alpha=0.8)
             ax_sharp.plot(traj["step"], traj["stability_threshold"], color=color, ls="--", lw=0.8)
+            if ax_ratio is not None:
+                constant = (traj["lr"] * traj["stability_threshold"]).median()
+                ax_ratio.plot(measured["step"], measured["lr_times_sharpness"] / constant, "o", color=color, ms=3)
+                critical = (
+                    traj.dropna(subset=["lr_times_critical_sharpness"]) if "critical_sharpness" in traj else traj[:0]
+                )
+                ratio = critical["lr_times_critical_sharpness"] / CRITICAL_CONSTANT
+                ax_ratio.plot(critical["step"], ratio, color=color, lw=0.8, alpha=0.7)
 
 
 def _step_axes(axes) -> None:
@@ -212,7 +222,7 @@ def _step_axes(axes) -> None:
 def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
     """One row per panel (method, e.g. SP and muP): lr, loss and sharpness with its stability threshold."""
     panels = list(dict.fromkeys(chosen["panel"]))
-    fig, grid = plt.subplots(len(panels), 3, figsize=(14, 3.8 * len(panels)), squeeze=False)
+    fig, grid = plt.subplots(len(panels), 4, figsize=(18, 3.8 * len(panels)), squeeze=False)
     titles = []
     for axes, panel in zip(grid, panels):
         runs = chosen[chosen["panel"] == panel]
@@ -223,6 +233,7 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
             axes[2],
             lambda row: f"{row.method} T_wrm={row.T_wrm}",
             ax_loss=axes[1],
+            ax_ratio=axes[3],
         )
         param = runs["parametrization"].iloc[-1] if "parametrization" in runs else "sp"
         eta = runs["eta_trgt_setting"].iloc[0]
@@ -235,6 +246,9 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         axes[1].set_yscale("log")
         axes[2].set_ylabel("sharpness, preconditioned for Adam\n(dashed: stability threshold)")
         axes[2].set_yscale("log")
+        axes[3].set_ylabel("over its threshold: lr x sharpness / c (dots),\nlr x critical sharpness / 2 (line)")
+        axes[3].axhline(1.0, color="k", ls="--", lw=0.8)
+        axes[3].set_yscale("log")
         _step_axes(axes)
     fig.suptitle("Training trajectories for several warmup lengths")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -244,7 +258,10 @@ def trajectory_figure(root: Path, chosen: pd.DataFrame, path: Path) -> Figure:
         "Trajectories (Fig. 1 style)",
         "Learning rate, loss and sharpness (solid; for the Adam family the preconditioned sharpness) with the "
         "stability threshold (dashed: 2/eta_t for GD, 38/eta_t for Adam with beta1 = 0.9) for "
-        "several warmup lengths, every seed overlaid; one row per parametrization: " + "; ".join(titles) + ". Each "
+        "several warmup lengths, every seed overlaid; the last panel puts each curvature over its own threshold: "
+        "lr x sharpness / c at the Lanczos steps (dots) and lr x critical sharpness / 2 at every step where measured "
+        "(line: above 1 the update raises the loss on its batch; docs/science.md section 10). One row per "
+        "parametrization: " + "; ".join(titles) + ". Each "
         "row's eta_trgt is the smallest one at which the no-warmup runs fail while some warmup trains every seed "
         "(where warmup makes the difference); a row without such a value shows the largest eta_trgt the longest "
         "warmup trains.",
@@ -508,7 +525,7 @@ def largest_table(trainable: pd.DataFrame, language_model: bool = False) -> pd.D
 def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Per method: runs, runs with a catapult, catapults, and for the large ones (loss peak >= 2x its running
     minimum; the small ones are mostly the loss oscillating at the edge of stability) their count and median
-    sharpness after / before."""
+    sharpness after / before (Lanczos, and the critical sharpness)."""
     rows = []
     for method, r in runs.groupby("method", sort=False):
         e = events[events["method"] == method]
@@ -522,6 +539,7 @@ def catapult_summary(events: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 "large_catapults": len(large),
                 "large_median_loss_peak_over_min": large["loss_peak_over_min"].median(),
                 "large_median_sharpness_after_over_before": large["sharpness_after_over_before"].median(),
+                "large_median_critical_after_over_before": large["critical_sharpness_after_over_before"].median(),
             }
         )
     return pd.DataFrame(rows)
@@ -677,7 +695,9 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
         "A catapult: the training loss rises more than 10% above its running minimum and comes back "
         "(whywarmup.run_stats.detect_catapults); most small ones are the loss oscillating at the edge of stability, "
         "so the large ones (the loss at least doubles) are counted apart. Sharpness after / before compares the last "
-        "measurement before the spike with the first one after it. Every event is in analysis/catapults.csv."
+        "Lanczos measurement before the spike with the first one after it; critical after / before does the same with "
+        "the critical sharpness (every step by default, so the step before the spike and the step it ended). Every "
+        "event is in analysis/catapults.csv."
     )
     config_yaml = report_config_yaml(cfg)
     commands = "dvc repro\nmlflow ui --host 127.0.0.1   # then open http://127.0.0.1:5000"

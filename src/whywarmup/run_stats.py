@@ -1,7 +1,12 @@
 """Per-run statistics of a trajectory: catapults, the edge of stability, sharpness at the end of warmup.
 
 A trajectory is the per-step table of train.py (row s = parameters after s updates; `lr` at row s is the lr of
-update s + 1; `sharpness` only where measured; `stability_threshold` = c / lr).
+update s + 1; `sharpness` only where measured; `stability_threshold` = c / lr; `critical_sharpness` lambda_c where
+measured, every step by default).
+
+Where a run has the critical sharpness at every step, the edge-of-stability statistics read it (lr x lambda_c / 2, the
+update raising the loss on its batch beyond 1) instead of the sparser Lanczos steps (lr x lambda_max / c); the
+Lanczos-based values stay beside them with a `_lanczos` suffix (docs/science.md section 10).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .optim import CRITICAL_CONSTANT
 
 EOS_BAND = 0.10  # "at the edge of stability": lr * sharpness within 10% of the threshold constant c
 CATAPULT_RISE = 0.10  # a catapult: the loss rises more than 10% above its running minimum ...
@@ -27,6 +34,8 @@ class Catapult:
     peak_ratio: float  # loss at the peak / running minimum before the start
     sharpness_before: float  # last measured sharpness at or before `start - 1` (NaN if none)
     sharpness_after: float  # first measured sharpness at or after `end` (NaN if none)
+    critical_before: float = math.nan  # the same for the critical sharpness (every step: at start - 1 and at end)
+    critical_after: float = math.nan
 
     @property
     def sharpness_ratio(self) -> float:
@@ -34,14 +43,28 @@ class Catapult:
         whose units all died has a zero Hessian)."""
         return self.sharpness_after / self.sharpness_before if self.sharpness_before > 0 else math.nan
 
+    @property
+    def critical_ratio(self) -> float:
+        """critical sharpness after / before; NaN when either is missing or the one before is not in (0, inf)."""
+        return self.critical_after / self.critical_before if 0 < self.critical_before < math.inf else math.nan
 
-def detect_catapults(steps, loss, sharpness=None, rise: float = CATAPULT_RISE) -> list[Catapult]:
+
+def _around(series: np.ndarray, start: int, end: int) -> tuple[float, float]:
+    """The last measured value before index `start` and the first at or after index `end` (NaN where none)."""
+    before = series[:start][~np.isnan(series[:start])]
+    after = series[end:][~np.isnan(series[end:])]
+    return float(before[-1]) if len(before) else math.nan, float(after[0]) if len(after) else math.nan
+
+
+def detect_catapults(steps, loss, sharpness=None, rise: float = CATAPULT_RISE, critical=None) -> list[Catapult]:
     """Loss spikes that come back: the loss exceeds (1 + rise) x its running minimum, then returns to at most
     (1 + rise) x that minimum. A spike that never comes back (divergence, or the end of the run) is not a
-    catapult. `sharpness` is a series aligned with `steps`, NaN where not measured."""
+    catapult. `sharpness` and `critical` (the critical sharpness) are series aligned with `steps`, NaN where not
+    measured."""
     steps = np.asarray(steps)
     loss = np.asarray(loss, dtype=float)
     sharp = np.full(len(loss), np.nan) if sharpness is None else np.asarray(sharpness, dtype=float)
+    crit = np.full(len(loss), np.nan) if critical is None else np.asarray(critical, dtype=float)
     events: list[Catapult] = []
     running_min, i = math.inf, 0
     while i < len(loss):
@@ -55,16 +78,14 @@ def detect_catapults(steps, loss, sharpness=None, rise: float = CATAPULT_RISE) -
             if j >= len(loss) or not math.isfinite(loss[j]):
                 break  # never came back
             peak = i + int(np.argmax(loss[i:j]))
-            before = sharp[:i][~np.isnan(sharp[:i])]
-            after = sharp[j:][~np.isnan(sharp[j:])]
             events.append(
                 Catapult(
                     int(steps[i]),
                     int(steps[peak]),
                     int(steps[j]),
                     float(loss[peak] / floor),
-                    float(before[-1]) if len(before) else math.nan,
-                    float(after[0]) if len(after) else math.nan,
+                    *_around(sharp, i, j),
+                    *_around(crit, i, j),
                 )
             )
             running_min = min(running_min, float(loss[j]))
@@ -106,8 +127,15 @@ def threshold_following(lr_times_sharpness, constant: float, band: float = EOS_B
     return float(reached[0]), float(np.median(x[reached[0] :]))
 
 
+def has_every_step_critical(traj: pd.DataFrame) -> bool:
+    """Whether the run measured the critical sharpness at every step before its last (sharpness.critical_every: 1)."""
+    return "critical_sharpness" in traj and len(traj) > 1 and bool(traj["critical_sharpness"].iloc[:-1].notna().all())
+
+
 def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, Any]:
-    """The per-run numbers of the claims (docs/science.md section 7)."""
+    """The per-run numbers of the claims (docs/science.md section 7). The edge-of-stability numbers (eos fraction,
+    threshold following) come from the critical sharpness where it was measured at every step,
+    else from the Lanczos steps (`curvature_every_step` says which); the Lanczos ones are also kept as `*_lanczos`."""
     measured = traj.dropna(subset=["sharpness"])
     lambda_0 = float(measured["sharpness"].iloc[0]) if len(measured) else math.nan
     rows = traj.dropna(subset=["lr"])
@@ -115,13 +143,23 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
     used = warmup_steps_used if math.isfinite(warmup_steps_used) else math.inf
     during = traj[traj["step"] < used]  # rows whose next update is still a warmup update
     after = measured[measured["step"] >= used] if math.isfinite(used) else measured.iloc[0:0]
-    events = detect_catapults(traj["step"], traj["loss"], traj.get("sharpness"))
+    events = detect_catapults(
+        traj["step"], traj["loss"], traj.get("sharpness"), critical=traj.get("critical_sharpness")
+    )
     lts = traj["lr_times_sharpness"] if "lr_times_sharpness" in traj else pd.Series(dtype=float)
+    every_step = has_every_step_critical(traj)
     end_ratio = float(after["sharpness"].iloc[0]) / lambda_0 if len(after) and lambda_0 > 0 else math.nan
     max_ratio = (
         float(during["sharpness"].max()) / lambda_0 if during["sharpness"].notna().any() and lambda_0 > 0 else math.nan
     )
-    _, follow = threshold_following(lts, constant)
+    _, follow_lanczos = threshold_following(lts, constant)
+    eos_lanczos = edge_of_stability_fraction(during.get("lr_times_sharpness", []), constant)
+    if every_step:  # the update's own stability: lr x lambda_c against 2, at every step
+        critical = traj["lr_times_critical_sharpness"]
+        _, follow = threshold_following(critical, CRITICAL_CONSTANT)
+        eos = edge_of_stability_fraction(during["lr_times_critical_sharpness"], CRITICAL_CONSTANT)
+    else:
+        follow, eos = follow_lanczos, eos_lanczos
     # eta_trgt lambda / constant at the end of warmup: <= 1 when the warmup brought the sharpness under the threshold
     end_over_threshold = (
         float(after["sharpness"].iloc[0] * after["lr"].iloc[0]) / constant if len(after) and constant > 0 else math.nan
@@ -134,8 +172,11 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
         "sharpness_last": float(measured["sharpness"].iloc[-1]) if len(measured) else math.nan,
         "max_sharpness_during_warmup_over_lambda_0": max_ratio,
         "sharpness_regime": sharpness_regime(max_ratio, end_ratio),
+        "curvature_every_step": float(every_step),
         "lr_times_sharpness_after_reaching_over_c": follow,
-        "eos_fraction_during_warmup": edge_of_stability_fraction(during.get("lr_times_sharpness", []), constant),
+        "lr_times_sharpness_after_reaching_over_c_lanczos": follow_lanczos,
+        "eos_fraction_during_warmup": eos,
+        "eos_fraction_during_warmup_lanczos": eos_lanczos,
         "max_lr_times_sharpness": float(lts.max()) if lts.notna().any() else math.nan,
         "initial_preconditioned_sharpness": (
             float(traj["preconditioned_sharpness"].iloc[0])
@@ -144,6 +185,7 @@ def run_statistics(traj: pd.DataFrame, warmup_steps_used: float) -> dict[str, An
         ),
         "catapult_events": float(len(events)),
         "catapult_sharpness_drop_median": _nan_median([e.sharpness_ratio for e in events]),
+        "catapult_critical_sharpness_drop_median": _nan_median([e.critical_ratio for e in events]),
     }
 
 

@@ -240,6 +240,14 @@ class SharpnessConfig(Strict):
     tol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
     max_matvecs: Annotated[int, Field(ge=2, le=10_000)] = 100
     dtype: Literal["model", "float64"] = Field("model", description="float64: measure in double precision.")
+    critical_every: StepsOrZero = Field(
+        1,
+        description="Critical sharpness lambda_c = 2 / eta_c along the next update (forward passes only, on the "
+        "step's batch) every this many steps (0: never).",
+    )
+    critical_tol: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1 / 16, description="The critical sharpness's search stops when 1 - lower / upper < critical_tol."
+    )
     critical_lr: CriticalLRConfig = Field(
         default_factory=CriticalLRConfig,
         description="Catapult search at initialization, on the first chunk_size examples of the measurement set.",

@@ -27,6 +27,7 @@ from .critical_lr import CriticalLRResult, find_critical_lr
 from .data import PreparedData
 from .errors import WhywarmupError
 from .instruments import (
+    CriticalSharpnessInstrument,
     EvaluationInstrument,
     FeedbackInstrument,
     Instrument,
@@ -68,9 +69,9 @@ def resolve_device(name: str) -> torch.device:
 def _instruments(
     run: RunConfig, model, loss_fn, data: PreparedData, meter, schedule, feedback, optimizer, constant, initial
 ) -> list[Instrument]:
-    """The run's per-step instruments, in the order they record: sharpness (whose value the feedback estimate and
-    lr_times_sharpness read), persistent_catapult's feedback estimate (`feedback`: its schedule, None for the other
-    methods), evaluation."""
+    """The run's per-step instruments, in the order they record: sharpness and critical sharpness (whose values the
+    feedback estimate and lr_times_(critical_)sharpness read), persistent_catapult's feedback estimate (`feedback`: its
+    schedule, None for the other methods), evaluation."""
     steps = run.training.steps
     target = steps_to_target(schedule, steps) if feedback is None else None
 
@@ -83,10 +84,10 @@ def _instruments(
     estimate = FeedbackInstrument(run, feedback, model, loss_fn, meter, optimizer, constant) if feedback else None
     params = [p for p in model.parameters() if p.requires_grad]
     adaptive = optimizer if is_adaptive(run.method.optimizer) else None
-    sharpness = SharpnessInstrument(
-        run, meter, initial, warmup_end, estimate.due if estimate else lambda s: False, adaptive, params
-    )
-    return [sharpness, *([estimate] if estimate else []), EvaluationInstrument(run, model, loss_fn, data)]
+    estimate_due = estimate.due if estimate else lambda s: False
+    sharpness = SharpnessInstrument(run, meter, initial, warmup_end, estimate_due, adaptive, params)
+    critical = CriticalSharpnessInstrument(run, model, loss_fn, optimizer, params, estimate_due)
+    return [sharpness, critical, *([estimate] if estimate else []), EvaluationInstrument(run, model, loss_fn, data)]
 
 
 def _critical_lr(run: RunConfig, model, loss_fn, batch: Batch) -> CriticalLRResult | None:
@@ -241,6 +242,8 @@ def train_run(run: RunConfig, data: PreparedData, *, progress: bool = True, posi
         row.update(lr=lr, stability_threshold=constant / lr if lr > 0 else math.nan)
         if s < steps and math.isfinite(relevant_sharpness(row)):
             row["lr_times_sharpness"] = lr * relevant_sharpness(row)
+        if "critical_sharpness" in row:
+            row["lr_times_critical_sharpness"] = lr * row["critical_sharpness"]
         rows.append(row)
         if s < steps:  # update
             for group in optimizer.param_groups:
