@@ -32,7 +32,7 @@ TEXT_TOKENS = {  # dataset: (train, validation, test)
     "synthetic_text": (469_000, 39_000, 39_000),
 }
 PROBE = 8  # examples the counts are taken on; every cost here is linear in the number of examples
-CRITICAL_PASSES_SGD, CRITICAL_PASSES_ADAPTIVE = 3, 7
+CRITICAL_PASSES_SGD, CRITICAL_PASSES_ADAPTIVE = 3.5, 5.7  # means at every step (benchmarks/critical_sharpness.py)
 
 
 def _flops(fn) -> int:
@@ -79,7 +79,6 @@ def run_flops(run: RunConfig, matvecs: int) -> float:
     kinds = 2 if is_adaptive(run.method.optimizer) else 1  # Adam family: plain and preconditioned sharpness
     probes = 25  # catapult search: doubling from eta_0 then bisection, one step + one loss each
     critical = len(range(0, steps, s.critical_every)) if s.critical_every else 0
-    # forward passes per critical-sharpness step, the means benchmarks/critical_sharpness.py measured on the default
     passes = CRITICAL_PASSES_ADAPTIVE if is_adaptive(run.method.optimizer) else CRITICAL_PASSES_SGD
     evals = math.ceil(steps / run.training.eval_every) + 1
     return (
