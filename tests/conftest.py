@@ -72,12 +72,12 @@ SMALL_SWEEP = {
 }
 
 
-def run_small_sweep(root: Path, executor: dict):
+def run_small_sweep(root: Path, executor: dict, tracking: dict | None = None):
     """Six persistent_catapult grid points (three eta_trgt, two seeds) swept into `root` with `executor`."""
     from whywarmup.config import parse_config
     from whywarmup.data import build_dataset, prepared_path, save_prepared
     from whywarmup.sweep import run_method
 
-    cfg = parse_config({**SMALL_SWEEP, "executor": executor})
+    cfg = parse_config({**SMALL_SWEEP, "executor": executor, "tracking": tracking or {}})
     save_prepared(build_dataset(cfg.data), root / prepared_path(cfg.data))
     return run_method(cfg, "m", root, progress=False)

@@ -124,6 +124,159 @@ def test_mlflow_has_parent_and_child_runs_with_histories(repo):
     assert "report/index.html" in [a.path for a in client.list_artifacts(analysis[0].info.run_id, "report")]
 
 
+def test_mlflow_runs_say_what_they_are(repo):
+    """Every child run is named after its grid point (unique, as run_names gives it), every training run has the
+    prepared file's splits as MLflow datasets and the repository's commit, each parent its method's description, and
+    the analysis run one tag per claim verdict, as metrics.json has them, with claims.csv beside the report."""
+    from whywarmup.config import load_config
+    from whywarmup.run_names import run_names
+
+    client = _client(repo)
+    exp = client.get_experiment_by_name("whywarmup")
+    assert "params.yaml" in exp.tags["mlflow.note.content"] and "whywarmup ui" in exp.tags["mlflow.note.content"]
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    head = _run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    cfg = load_config(repo / "params.yaml")
+    for method in cfg.methods:
+        children = [
+            r for r in runs if r.data.tags.get("whywarmup.method") == method and "mlflow.parentRunId" in r.data.tags
+        ]
+        names = {r.data.tags["whywarmup.run_key"]: r.info.run_name for r in children}
+        assert names == run_names(cfg.methods[method], cfg.runs(method))
+        assert len(set(names.values())) == len(names)
+        (parent,) = [
+            r
+            for r in runs
+            if r.data.tags.get("whywarmup.method") == method and r.data.tags.get("whywarmup.role") == "method"
+        ]
+        assert parent.data.tags["mlflow.note.content"].startswith(f"**{method}** (kind `{cfg.methods[method].kind}`)")
+        for run in [parent, *children]:
+            datasets = [(d.dataset.name, [t.value for t in d.tags]) for d in run.inputs.dataset_inputs]
+            assert datasets == [
+                ("digits/train", ["training"]),
+                ("digits/validation", ["validation"]),
+                ("digits/test", ["evaluation"]),
+            ]
+    assert {r.data.tags["mlflow.source.git.commit"] for r in runs} == {head}
+    assert {r.data.tags["whywarmup.git.uncommitted_code"] for r in runs} == {"false"}
+    (analysis,) = [r for r in runs if r.data.tags.get("whywarmup.role") == "analysis"]
+    verdicts = {
+        name: claim["verdict"] for name, claim in json.loads((repo / "metrics.json").read_text())["claims"].items()
+    }
+    assert {k: v for k, v in analysis.data.tags.items() if k.startswith("claims.")} == {
+        f"claims.{c}": v for c, v in verdicts.items()
+    }
+    assert "| C1 | " in analysis.data.tags["mlflow.note.content"]
+    assert {"claims.csv", "metrics.json", "report", "analysis"} <= {
+        a.path for a in client.list_artifacts(analysis.info.run_id)
+    }
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`claims.C1` = '{verdicts['C1']}'")
+    assert [r.info.run_id for r in found] == [analysis.info.run_id]
+
+
+def test_mlflow_ui_in_headless_chromium(repo, project_root):
+    """The real MLflow UI, started by `whywarmup ui`, in headless chromium: the address it prints opens on the
+    training runs (not MLflow 3's GenAI overview); expanding a method's parent shows its children by their readable
+    names with their datasets in the Dataset column; a search on a verdict tag finds the analysis run; a child's
+    page draws its per-step sharpness; the sidebar's "Model training" switch, clicked once, is remembered by the
+    browser (README's one line). Screenshots land in test-artifacts/."""
+    import time
+    import urllib.parse
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from whywarmup.config import load_config
+    from whywarmup.run_names import run_names
+
+    chromium = _chromium()
+    client = _client(repo)
+    exp = client.get_experiment_by_name("whywarmup")
+    cfg = load_config(repo / "params.yaml")
+    expected = sorted(run_names(cfg.methods["linear"], cfg.runs("linear")).values())
+    child = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{expected[0]}'")[0]
+    verdict = json.loads((repo / "metrics.json").read_text())["claims"]["C1"]["verdict"]
+    port = _free_port()
+    ui = subprocess.Popen(
+        [str(BIN / "whywarmup"), "ui", "--port", str(port)],
+        cwd=repo, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    out = project_root / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    try:
+        first = ui.stdout.readline()
+        address = first.rsplit(" ", 1)[-1].strip()
+        base = f"http://127.0.0.1:{port}"
+        assert address == f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning", first
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, "whywarmup ui did not come up"
+                time.sleep(0.5)
+        names_in_table = "[role=gridcell][col-id='attributes.`Run Name`'] a"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+                page.goto(address)
+                page.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+                parents = page.locator(names_in_table).all_inner_texts()
+                parent_cell = page.locator("[role=gridcell]", has=page.get_by_role("link", name="linear", exact=True))
+                parent_cell.locator("button").first.click()  # expand the parent
+                page.get_by_role("link", name=expected[-1], exact=True).wait_for(timeout=30_000)
+                shown = page.locator(names_in_table).all_inner_texts()
+                datasets = page.locator("[role=gridcell][col-id='attributes.`Dataset`']").all_inner_texts()
+                page.screenshot(path=str(out / "mlflow_ui_runs.png"))
+
+                query = urllib.parse.quote(f"tags.\"claims.C1\" = '{verdict}'")
+                page.goto(f"{address}&searchFilter={query}")
+                page.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+                page.get_by_text("1 matching runs").or_(page.get_by_text("1 matching run")).first.wait_for(
+                    timeout=30_000
+                )
+                by_verdict = page.locator(names_in_table).all_inner_texts()
+
+                page.goto(
+                    f"{base}/#/experiments/{exp.experiment_id}/runs/{child.info.run_id}/model-metrics?workflowType=machine_learning"
+                )
+                page.get_by_placeholder("Search metric charts").fill("sharpness")
+                title = page.get_by_text("sharpness", exact=True)
+                chart = page.locator("div", has=title).filter(has=page.locator("svg.main-svg")).last
+                chart.locator("svg.main-svg").first.wait_for(timeout=60_000)
+                legend = chart.inner_text()
+                points = chart.locator("path.point, g.points path").count()
+                page.screenshot(path=str(out / "mlflow_ui_sharpness.png"))
+
+                # a new user on the experiment's own page: the sidebar switch, once, and the browser remembers it
+                context = browser.new_context(viewport={"width": 1600, "height": 1000})
+                fresh = context.new_page()
+                fresh.goto(f"{base}/#/experiments/{exp.experiment_id}")
+                switch = fresh.locator("div[role=button]", has_text="Model training").first
+                switch.wait_for(timeout=60_000)
+                switch.dispatch_event("click")
+                fresh.wait_for_url("**/runs?**", timeout=30_000)
+                remembered = context.new_page()
+                remembered.goto(f"{base}/#/experiments/{exp.experiment_id}")
+                remembered.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+            finally:
+                browser.close()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+    assert set(cfg.methods) | {"analysis"} <= set(parents)
+    assert not any(name in parents for name in expected)  # children are under their parent until expanded
+    assert set(expected) <= set(shown) and len(expected) == 4
+    train = [d for d in datasets if "digits/train (" in d]
+    assert len(train) >= len(cfg.methods) + len(expected) and all("Training" in d for d in train), datasets
+    assert by_verdict == ["analysis"]
+    assert f"{expected[0]} (sharpness)" in legend and points >= 4, legend
+    assert (out / "mlflow_ui_runs.png").stat().st_size > 10_000
+    assert (out / "mlflow_ui_sharpness.png").stat().st_size > 10_000
+
+
 def test_outputs_metrics_and_plots(repo):
     for f in [
         "reports/index.html",
@@ -353,14 +506,20 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def test_report_renders_in_headless_chromium(repo, project_root):
-    """Open reports/index.html in Debian's chromium (installed by .ci/run): every figure decodes, the claims table
-    is at the top with a verdict per claim; a full-page screenshot lands in test-artifacts/."""
+def _chromium() -> str:
+    """Debian's chromium (installed by .ci/run); the test skips without it, or fails where CI requires it."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         if os.environ.get("WHYWARMUP_REQUIRE_BROWSER"):
             pytest.fail("WHYWARMUP_REQUIRE_BROWSER is set but chromium is not installed (apt-get install chromium)")
         pytest.skip("Debian's chromium is not installed: `apt-get install chromium` (.ci/run installs it)")
+    return chromium
+
+
+def test_report_renders_in_headless_chromium(repo, project_root):
+    """Open reports/index.html in Debian's chromium (installed by .ci/run): every figure decodes, the claims table
+    is at the top with a verdict per claim; a full-page screenshot lands in test-artifacts/."""
+    chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,4 +1,4 @@
-"""Command line: `whywarmup validate|schema|prepare|train|analyze|report`.
+"""Command line: `whywarmup validate|schema|prepare|train|analyze|report|ui`.
 
 Every stage runs through `run_stage`, which turns user-caused failures into a one-paragraph message and an
 exit status (2 for an invalid params file, 1 for other errors, 130 for Ctrl-C) instead of a traceback.
@@ -113,6 +113,15 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_ui(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .mlflow_ui import serve
+
+    status = serve(load_config(args.params), _root(args.params), args.host, args.port)
+    if status:
+        raise WhywarmupError(f"`mlflow ui` stopped with exit status {status}; its own message is above.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whywarmup", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
             "phase diagrams, trainable learning rates, metrics.json (DVC stage `analyze`)",
         ),
         ("report", cmd_report, "figures and reports/index.html (DVC stage `report`)"),
+        ("ui", cmd_ui, "MLflow's UI on this project's store, opened on the training runs"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(fn=fn)
@@ -135,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--method", required=True)
             p.add_argument("--no-progress", action="store_true")
+        if name == "ui":
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=5000)
     return parser
 
 

@@ -88,6 +88,10 @@ class DatasetSource:
 
     task: ClassVar[str]
 
+    def __init__(self, name: str, origin: str):
+        self.name = name
+        self.origin = origin  # where the files come from, in words (the MLflow dataset's profile)
+
     def build(self, cfg: DataConfig) -> PreparedData:
         raise NotImplementedError
 
@@ -101,9 +105,6 @@ class ImageSource(DatasetSource):
     """Images and labels: split, subset, validation split, per-channel standardization."""
 
     task = CLASSIFICATION
-
-    def __init__(self, name: str):
-        self.name = name
 
     def arrays(self, cfg: DataConfig):
         return load_arrays(cfg.dataset, Path(cfg.root).resolve(), cfg.download)
@@ -152,9 +153,6 @@ class TextSource(DatasetSource):
     seeded subset of the training windows, num_test_examples of the validation and test windows."""
 
     task = LANGUAGE_MODEL
-
-    def __init__(self, name: str):
-        self.name = name
 
     def lines(self, cfg: DataConfig, split: str) -> list[str]:
         return text.read_lines(self.name, Path(cfg.root).resolve(), split, cfg.download)
@@ -205,10 +203,21 @@ class SyntheticTextSource(TextSource):
 
 
 DATASETS: dict[str, DatasetSource] = {
-    "digits": DigitsSource("digits"),
-    **{name: ImageSource(name) for name in ("cifar10", "cifar100", "mnist", "fashion_mnist")},
-    **{name: TextSource(name) for name in ("wikitext2", "wikitext103")},
-    "synthetic_text": SyntheticTextSource("synthetic_text"),
+    "digits": DigitsSource("digits", "scikit-learn's bundled copy (sklearn.datasets.load_digits)"),
+    **{
+        name: ImageSource(name, f"torchvision.datasets.{torchvision} files under data.root")
+        for name, torchvision in (
+            ("cifar10", "CIFAR10"),
+            ("cifar100", "CIFAR100"),
+            ("mnist", "MNIST"),
+            ("fashion_mnist", "FashionMNIST"),
+        )
+    },
+    **{
+        name: TextSource(name, f"Hugging Face dataset Salesforce/wikitext ({config}) under data.root")
+        for name, config in (("wikitext2", "wikitext-2-raw-v1"), ("wikitext103", "wikitext-103-raw-v1"))
+    },
+    "synthetic_text": SyntheticTextSource("synthetic_text", "made up offline by whywarmup.text.synthetic_lines"),
 }
 
 

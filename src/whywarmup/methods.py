@@ -57,6 +57,10 @@ class MethodBase(Strict):
     def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
         raise NotImplementedError
 
+    def schedule_text(self) -> str:
+        """The learning-rate schedule in one line (the MLflow parent run's description)."""
+        raise NotImplementedError
+
     def build_optimizer(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, params, lr)
 
@@ -69,6 +73,9 @@ class NoWarmup(MethodBase):
 
     def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
         return WarmupSchedule(eta_trgt, 1, decay=self.decay, total_steps=total_steps)
+
+    def schedule_text(self) -> str:
+        return "no warmup: eta_trgt from the first update."
 
 
 class LinearWarmup(MethodBase):
@@ -88,6 +95,10 @@ class LinearWarmup(MethodBase):
     def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
         return WarmupSchedule(eta_trgt, self.warmup_steps, 0.0, self.exponent, self.decay, total_steps)
 
+    def schedule_text(self) -> str:
+        shape = "t / T_wrm" if self.exponent == 1 else f"(t / T_wrm)^{self.exponent:g}"
+        return f"warmup eta_t = eta_trgt {shape} for t <= T_wrm (T_wrm = {self.warmup_steps} unless in the grid)."
+
 
 class GIAdamMethod(LinearWarmup):
     """GI-Adam (docs/science.md section 6): optimizer gi_adam (v_0 = g_0^2), without warmup unless warmup_steps > 1."""
@@ -102,6 +113,10 @@ class GIAdamMethod(LinearWarmup):
         if not isinstance(self.optimizer, GIAdamConfig):
             raise ValueError(f"kind gi_adam needs optimizer.name: gi_adam, got {self.optimizer.name!r}")
         return self
+
+    def schedule_text(self) -> str:
+        warmup = "no warmup" if self.warmup_steps == 1 else f"a linear warmup over T_wrm = {self.warmup_steps} steps"
+        return f"GI-Adam: Adam's second moment initialized to the first gradient squared (v_0 = g_0^2), {warmup}."
 
 
 class CatapultInit(MethodBase):
@@ -123,6 +138,12 @@ class CatapultInit(MethodBase):
                 "(sharpness.critical_lr.enabled: false). Enable it."
             )
         return CatapultInitSchedule(eta_trgt, self.warmup_steps, critical.lr, self.decay, total_steps)
+
+    def schedule_text(self) -> str:
+        return (
+            "start at the critical learning rate eta_c of the loss-catapult search at initialization and rise with "
+            f"the linear warmup's slope eta_trgt / T_wrm (T_wrm = {self.warmup_steps} unless in the grid) to eta_trgt."
+        )
 
 
 class PersistentCatapult(MethodBase):
@@ -148,6 +169,12 @@ class PersistentCatapult(MethodBase):
 
     def build_schedule(self, eta_trgt: float, total_steps: int, context: dict[str, Any]) -> Schedule:
         return PersistentCatapultSchedule(eta_trgt, self.gamma, self.every)
+
+    def schedule_text(self) -> str:
+        return (
+            f"persistent catapult: every {self.every} steps lr = min(eta_trgt, max(lr, {self.gamma:g} eta_c)), eta_c "
+            f"from the {self.source.replace('_', ' ')} at the current parameters; no fixed T_wrm."
+        )
 
 
 METHOD_TYPES: tuple[type[MethodBase], ...] = (NoWarmup, LinearWarmup, GIAdamMethod, CatapultInit, PersistentCatapult)

@@ -732,13 +732,45 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
 
 
 def _log_report(cfg: Config, root: Path, out: Path) -> None:
-    from .tracking import open_tracker
+    from .provenance import source_tags
+    from .tracking import TAG_NOTE, open_tracker
 
     tracker = open_tracker(cfg, root)
-    run_id = tracker.client.create_run(
-        tracker.experiment_id, run_name="analysis", tags={TAG_ROLE: "analysis"}
-    ).info.run_id
+    claims = json.loads((root / METRICS_FILE).read_text()).get("claims", {})
+    tags = {
+        **source_tags(root.resolve()),
+        TAG_ROLE: "analysis",
+        TAG_NOTE: analysis_description(claims),
+        **verdict_tags(claims),
+    }
+    run_id = tracker.client.create_run(tracker.experiment_id, run_name="analysis", tags=tags).info.run_id
     with tracker.closing(run_id):
         tracker.log_artifacts(run_id, out, "report")
         tracker.log_artifacts(run_id, root / ANALYSIS_DIR, "analysis")
+        tracker.log_artifact(run_id, root / ANALYSIS_DIR / "claims.csv")
         tracker.log_artifact(run_id, root / METRICS_FILE)
+
+
+def verdict_tags(claims: dict[str, dict]) -> dict[str, str]:
+    """One tag per claim, `claims.C1 = SUPPORTED`, so that runs are searched by verdict
+    (`tags."claims.C1" = 'SUPPORTED'`)."""
+    return {f"claims.{name}": str(claim.get("verdict", "")) for name, claim in claims.items()}
+
+
+def analysis_description(claims: dict[str, dict]) -> str:
+    """The analysis run's description (Markdown): each claim's verdict and the statistic behind it."""
+    rows = [
+        f"| {name} | {c.get('verdict', '')} | {str(c.get('statistic', '')).replace('|', '/')} |"
+        for name, c in claims.items()
+    ]
+    return "\n".join(
+        [
+            "The claims of the paper checked on this experiment's runs (whywarmup.claims; docs/science.md section 7). "
+            "The report is the `report/index.html` artifact, the verdict table `claims.csv`; each verdict is also "
+            "a tag (`claims.C1`, ...).",
+            "",
+            "| claim | verdict | statistic |",
+            "|---|---|---|",
+            *rows,
+        ]
+    )

@@ -263,6 +263,14 @@ class TrackingConfig(Strict):
     )
     experiment: str = Field("whywarmup", min_length=1)
     log_every: StepCount = Field(1, description="Per-step metrics are logged every this many steps.")
+    system_metrics: bool = Field(
+        False,
+        description="Log MLflow's system metrics (CPU, memory, disk, network; GPU utilization and memory where "
+        "nvidia-ml-py is installed) to each method's parent run while its stage runs.",
+    )
+    system_metrics_every_s: Annotated[float, Field(ge=0.1, le=3600, allow_inf_nan=False)] = Field(
+        10.0, description="Seconds between two system-metrics samples."
+    )
 
 
 class ExecutorConfig(Strict):
@@ -320,6 +328,10 @@ class SGDConfig(Strict):
             raise ValueError("nesterov: true needs momentum > 0 (torch.optim.SGD refuses it otherwise)")
         return self
 
+    def describe(self) -> str:
+        nesterov = ", Nesterov" if self.nesterov else ""
+        return f"SGD (momentum {self.momentum:g}{nesterov}, weight decay {self.weight_decay:g})"
+
 
 class AdamConfig(Strict):
     name: Literal["adam", "radam"] = "adam"
@@ -327,6 +339,11 @@ class AdamConfig(Strict):
     beta2: UnitInterval = 0.999
     eps: AdamEps = 1e-8
     weight_decay: WeightDecay = 0.0
+
+    def describe(self) -> str:
+        label = {"adam": "Adam", "radam": "RAdam"}[self.name]
+        betas = f"beta1 {self.beta1:g}, beta2 {self.beta2:g}"
+        return f"{label} ({betas}, eps {self.eps:g}, weight decay {self.weight_decay:g})"
 
 
 class GIAdamConfig(Strict):
@@ -342,6 +359,13 @@ class GIAdamConfig(Strict):
         description="true: keep Adam's bias correction of v (the authors' released code); false: none, as the "
         "seed reads 'GI eliminates the need for bias correction'.",
     )
+
+    def describe(self) -> str:
+        correction = "with" if self.v_bias_correction else "without"
+        return (
+            f"GI-Adam (v_0 = g_0^2, {correction} bias correction of v; beta1 {self.beta1:g}, beta2 {self.beta2:g}, "
+            f"eps {self.eps:g}, weight decay {self.weight_decay:g})"
+        )
 
 
 OptimizerConfig = Annotated[SGDConfig | AdamConfig | GIAdamConfig, Field(discriminator="name")]

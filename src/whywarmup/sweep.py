@@ -18,11 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config, RunConfig, axis_value, method_axes
-from .data import PreparedData, load_prepared, prepared_path, tokenizer_path
+from .data import DATASETS, PreparedData, load_prepared, prepared_path, tokenizer_path
 from .errors import WhywarmupError
 from .files import atomic_write_bytes, atomic_write_text
 from .layout import RUNS_DIR, STATE_DIR
-from .tracking import TAG_RUN_KEY, Tracker, flatten, open_tracker
+from .provenance import PARAMS_FILE, source_tags
+from .run_names import method_description, run_names, seed_group
+from .tracked_data import dataset_inputs
+from .tracking import TAG_RUN_KEY, TAG_SEED_GROUP, Tracker, flatten, open_tracker
 from .train import RunResult, summary_row, train_run
 
 
@@ -32,10 +35,20 @@ def _log_result(tracker: Tracker, child: str, result: RunResult, path: Path, log
     tracker.log_artifact(child, path, "trajectory")
 
 
-def _start_child(tracker: Tracker, parent_id: str, run: RunConfig) -> str:
-    child = tracker.start_child(parent_id, run.name, run.method.kind, run.key, f"{run.name}-{run.key}")
-    tracker.log_params(child, {**flatten(run.model_dump(mode="json", exclude={"name"})), "run_key": run.key})
-    return child
+class ChildRuns:
+    """How a method's grid points become MLflow child runs of its parent: a readable name each (run_names), the
+    source tags (git commit, params file), the params, and the prepared dataset's splits as MLflow dataset inputs."""
+
+    def __init__(self, tracker: Tracker, parent: str, names: dict[str, str], tags: dict[str, str], inputs: list):
+        self.tracker, self.parent, self.names, self.tags, self.inputs = tracker, parent, names, tags, inputs
+
+    def start(self, run: RunConfig) -> str:
+        name = self.names[run.key]
+        tags = {**self.tags, TAG_SEED_GROUP: seed_group(name)}
+        child = self.tracker.start_child(self.parent, run.name, run.method.kind, run.key, name, tags)
+        self.tracker.log_params(child, {**flatten(run.model_dump(mode="json", exclude={"name"})), "run_key": run.key})
+        self.tracker.log_inputs(child, self.inputs)
+        return child
 
 
 def _train_and_save(run: RunConfig, data: PreparedData, out_dir: Path, progress: bool) -> RunResult:
@@ -132,10 +145,10 @@ def _plain(value):
     return value.item()
 
 
-def _sequential(tracker, parent, runs, data, work_dir, log_every, progress, bar, record) -> list[dict]:
+def _sequential(tracker, children, runs, data, work_dir, log_every, progress, bar, record) -> list[dict]:
     rows = []
     for run in runs:
-        child = _start_child(tracker, parent, run)
+        child = children.start(run)
         with tracker.closing(child):
             result = _train_and_save(run, data, work_dir, progress)
             _log_result(tracker, child, result, work_dir / f"{run.key}.parquet", log_every)
@@ -186,7 +199,7 @@ def _worker_died(run: RunConfig) -> WhywarmupError:
     )
 
 
-def _dispatch(tracker, parent, runs, backend, work_dir, log_every, bar, record) -> list[dict]:
+def _dispatch(tracker, children, runs, backend, work_dir, log_every, bar, record) -> list[dict]:
     """At most `backend.capacity` grid points in flight; this process is the only MLflow writer (no SQLite lock
     contention, whatever the number of workers). A run's MLflow child is created when it is handed out, so an
     interrupt marks exactly the runs in flight KILLED (FAILED on an error)."""
@@ -197,7 +210,7 @@ def _dispatch(tracker, parent, runs, backend, work_dir, log_every, bar, record) 
         while pending or in_flight:
             while pending and len(in_flight) < backend.capacity:
                 index, run = pending.pop(0)
-                child = _start_child(tracker, parent, run)
+                child = children.start(run)
                 in_flight[backend.submit(run)] = (index, run, child)
             done = backend.wait(list(in_flight), timeout=1.0)
             if not done:
@@ -237,9 +250,14 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     state = ResumeState(root, method, params)
     parent = state.parent(tracker)
     done = state.finished(tracker, parent, runs, work_dir) if parent else {}
+    tags = source_tags(root.resolve(), code_version())
+    inputs = dataset_inputs(data, data_path, DATASETS[cfg.data.dataset].origin)
     if parent is None:
         shutil.rmtree(work_dir, ignore_errors=True)
-        parent = tracker.start_parent(method, entry.kind, params)
+        parent = tracker.start_parent(method, entry.kind, params, method_description(method, entry), tags)
+        tracker.log_inputs(parent, inputs)
+        if (root / PARAMS_FILE).is_file():  # the params file this sweep ran with
+            tracker.log_artifact(parent, root / PARAMS_FILE, "source")
         if tokenizer_path(data_path).is_file():  # text: the tokenizer that made the token ids, with the runs
             tracker.log_artifact(parent, tokenizer_path(data_path), "data")
         state.start(parent)
@@ -255,8 +273,10 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     # SIGTERM (e.g. from a job scheduler) unwinds like Ctrl-C so that MLflow runs are closed as KILLED.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     log_every = cfg.tracking.log_every
+    children = ChildRuns(tracker, parent, run_names(entry, runs), tags, inputs)
+    monitor = tracker.system_metrics(parent, cfg.tracking.system_metrics, cfg.tracking.system_metrics_every_s)
     try:
-        with tracker.closing(parent):
+        with tracker.closing(parent), monitor:
             with tqdm(total=len(runs), desc=f"sweep {method}", position=0, disable=not progress, unit="run") as bar:
                 bar.update(len(done))
                 if cfg.executor.kind == "ray" and todo:
@@ -264,12 +284,12 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
 
                     backend = RayBackend(cfg.executor, data, work_dir)
                     workers = backend.capacity
-                    new = _dispatch(tracker, parent, todo, backend, work_dir, log_every, bar, state.record)
+                    new = _dispatch(tracker, children, todo, backend, work_dir, log_every, bar, state.record)
                 elif workers > 1:
                     backend = ProcessBackend(workers, data_path, work_dir)
-                    new = _dispatch(tracker, parent, todo, backend, work_dir, log_every, bar, state.record)
+                    new = _dispatch(tracker, children, todo, backend, work_dir, log_every, bar, state.record)
                 else:
-                    new = _sequential(tracker, parent, todo, data, work_dir, log_every, progress, bar, state.record)
+                    new = _sequential(tracker, children, todo, data, work_dir, log_every, progress, bar, state.record)
             by_key = {**done, **{row["run_key"]: row for row in new}}
             summary = pd.DataFrame([by_key[run.key] for run in runs])
             for key in reversed(method_axes(entry)):  # every grid / override axis as a column, after `seed`

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -23,6 +24,13 @@ TAG_KIND = "whywarmup.kind"
 TAG_ROLE = "whywarmup.role"
 TAG_RUN_KEY = "whywarmup.run_key"
 TAG_STATUS = "whywarmup.status"
+TAG_SEED_GROUP = "whywarmup.seed_group"  # a child's name without its seed: group by it to pool the seeds
+TAG_NOTE = "mlflow.note.content"  # the description MLflow's UI shows on an experiment's or a run's page
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow's UI where its workflow switch is off
+TRAINING_KIND = "custom_model_development"
+# MLflow 3's UI opens an experiment on its GenAI overview unless this query (or the sidebar's "Model training"
+# switch, remembered per browser) says otherwise
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
 PER_STEP_METRICS = [
     "loss",
     "accuracy",
@@ -82,6 +90,27 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:6000]
     return out
+
+
+def experiment_description(project: Path) -> str:
+    """The experiment's description (Markdown): what the runs are and where the files behind them are."""
+    return "\n".join(
+        [
+            '**whywarmup**: a reproduction of "Why Warmup the Learning Rate?" (Kalra & Barkeshli, NeurIPS 2024).',
+            "",
+            "- One parent run per method (an entry of `methods` in params.yaml), named after it and described by its "
+            "schedule, optimizer and grid; one child run per grid point, named `<method> c=<c> T_wrm=<steps> "
+            "seed=<seed>` with eta_trgt = c / lambda_0 (`lr=<eta_trgt>` where eta_trgt is absolute) and the grid's "
+            "other varying keys. Per-step sharpness, learning rate and losses are each child's metrics; *Group by* "
+            "the tag `whywarmup.seed_group` pools the seeds of a grid point (mean and range in the charts).",
+            "- The `analysis` run holds the report, claims.csv and one tag per claim verdict: search "
+            "`tags.\"claims.C1\" = 'SUPPORTED'`.",
+            f"- Project: `{project}`; configuration: `{project / 'params.yaml'}`; report: "
+            f"`{project / 'reports' / 'index.html'}`.",
+            "- MLflow 3 opens experiments on its GenAI overview: switch the sidebar to *Model training* once (the "
+            f"browser remembers it), or open the address `whywarmup ui` prints (it ends in `?{TRAINING_VIEW_QUERY}`).",
+        ]
+    )
 
 
 def _chunked(items: list, size: int) -> Iterable[list]:
@@ -148,27 +177,76 @@ class Tracker:
                     exp_id = self.client.create_experiment(experiment, artifact_location=location)
                 else:
                     exp_id = exp.experiment_id
+                tags = {TAG_NOTE: experiment_description(store_root(root)), TAG_EXPERIMENT_KIND: TRAINING_KIND}
+                current = exp.tags if exp is not None else {}
+                for key, value in tags.items():
+                    if current.get(key) != value:
+                        self.client.set_experiment_tag(exp_id, key, value)
         except Exception as e:  # noqa: BLE001 - any failure here means the store is unusable
             first_line = str(e).splitlines()[0] if str(e) else ""
             raise _unusable(uri, f"{type(e).__name__}: {first_line}") from None
         self.experiment_id = exp_id
 
-    def start_parent(self, method: str, kind: str, params: dict[str, Any]) -> str:
-        run = self.client.create_run(
-            self.experiment_id, run_name=method, tags={TAG_METHOD: method, TAG_KIND: kind, TAG_ROLE: "method"}
-        )
+    def start_parent(
+        self, method: str, kind: str, params: dict[str, Any], description: str = "", tags: dict[str, str] | None = None
+    ) -> str:
+        """A method's parent run: its settings as params, its description (schedule, optimizer, grid) as the run's
+        note, `tags` (the source tags) added."""
+        run_tags = {**(tags or {}), TAG_METHOD: method, TAG_KIND: kind, TAG_ROLE: "method"}
+        if description:
+            run_tags[TAG_NOTE] = description
+        run = self.client.create_run(self.experiment_id, run_name=method, tags=run_tags)
         self.log_params(run.info.run_id, flatten(params))
         return run.info.run_id
 
-    def start_child(self, parent_id: str, method: str, kind: str, run_key: str, run_name: str) -> str:
-        tags = {
+    def start_child(
+        self, parent_id: str, method: str, kind: str, run_key: str, run_name: str, tags: dict[str, str] | None = None
+    ) -> str:
+        run_tags = {
+            **(tags or {}),
             "mlflow.parentRunId": parent_id,
             TAG_METHOD: method,
             TAG_KIND: kind,
             TAG_ROLE: "grid_point",
             TAG_RUN_KEY: run_key,
         }
-        return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags).info.run_id
+
+    def log_inputs(self, run_id: str, inputs: list) -> None:
+        """MLflow dataset inputs (provenance.dataset_inputs): the run table's Dataset column and its filter."""
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
+
+    @contextmanager
+    def system_metrics(self, run_id: str, enabled: bool, every_s: float) -> Iterator[None]:
+        """MLflow's own system-metrics monitor (CPU, memory, disk, network; GPU utilization and memory where
+        nvidia-ml-py is installed) logging `system/...` metrics to `run_id` every `every_s` seconds while the
+        block runs; nothing when not enabled."""
+        if not enabled:
+            yield
+            return
+        import importlib.util
+
+        import torch
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        if torch.cuda.is_available() and importlib.util.find_spec("pynvml") is None:
+            print(
+                "note: tracking.system_metrics logs no GPU metrics without nvidia-ml-py; install it with "
+                "`pip install -e '.[gpu]'` (or `pip install nvidia-ml-py`).",
+                file=sys.stderr,
+            )
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=every_s, tracking_uri=self.uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
