@@ -180,7 +180,7 @@ def test_mlflow_ui_in_headless_chromium(repo, project_root):
     names with their datasets in the Dataset column; a search on a verdict tag finds the analysis run; a child's
     page draws its per-step sharpness; the sidebar's "Model training" switch, clicked once, is remembered by the
     browser (README's one line). Screenshots land in test-artifacts/."""
-    import time
+    import threading
     import urllib.parse
     import urllib.request
 
@@ -204,25 +204,29 @@ def test_mlflow_ui_in_headless_chromium(repo, project_root):
     out = project_root / "test-artifacts"
     out.mkdir(exist_ok=True)
     try:
-        first = ui.stdout.readline()
-        address = first.rsplit(" ", 1)[-1].strip()
+        printed: list[str] = []  # "starting ...", MLflow's own lines, then the address once the UI is up
+
+        up = threading.Event()
+
+        def read_all() -> None:  # to the end, so that the UI never blocks on a full pipe
+            for line in ui.stdout:
+                printed.append(line)
+                if line.startswith("the training runs: "):
+                    up.set()
+
+        threading.Thread(target=read_all, daemon=True).start()
+        assert up.wait(timeout=300), f"whywarmup ui printed no address within 5 minutes: {printed}"
+        address = next(line for line in printed if line.startswith("the training runs: ")).rsplit(" ", 1)[-1].strip()
         base = f"http://127.0.0.1:{port}"
-        assert address == f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning", first
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, "whywarmup ui did not come up"
-                time.sleep(0.5)
+        assert address == f"{base}/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning", printed
+        urllib.request.urlopen(f"{base}/health", timeout=5).close()  # it is up when it says so
         names_in_table = "[role=gridcell][col-id='attributes.`Run Name`'] a"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             try:
                 page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
                 page.goto(address)
-                page.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+                page.get_by_role("link", name="analysis", exact=True).wait_for(timeout=120_000)
                 parents = page.locator(names_in_table).all_inner_texts()
                 parent_cell = page.locator("[role=gridcell]", has=page.get_by_role("link", name="linear", exact=True))
                 parent_cell.locator("button").first.click()  # expand the parent
@@ -233,7 +237,7 @@ def test_mlflow_ui_in_headless_chromium(repo, project_root):
 
                 query = urllib.parse.quote(f"tags.\"claims.C1\" = '{verdict}'")
                 page.goto(f"{address}&searchFilter={query}")
-                page.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+                page.get_by_role("link", name="analysis", exact=True).wait_for(timeout=120_000)
                 page.get_by_text("1 matching runs").or_(page.get_by_text("1 matching run")).first.wait_for(
                     timeout=30_000
                 )
@@ -260,7 +264,7 @@ def test_mlflow_ui_in_headless_chromium(repo, project_root):
                 fresh.wait_for_url("**/runs?**", timeout=30_000)
                 remembered = context.new_page()
                 remembered.goto(f"{base}/#/experiments/{exp.experiment_id}")
-                remembered.get_by_text("Run Name", exact=True).wait_for(timeout=60_000)
+                remembered.get_by_role("link", name="analysis", exact=True).wait_for(timeout=120_000)
             finally:
                 browser.close()
     finally:

@@ -92,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.params)
     if args.method not in cfg.methods:
         raise ConfigError(str(args.params), [(f"methods.{args.method}", f"no such method; have {list(cfg.methods)}")])
-    summary = run_method(cfg, args.method, _root(args.params), progress=not args.no_progress)
+    root = _root(args.params)
+    summary = run_method(cfg, args.method, root, progress=not args.no_progress, params_file=args.params)
     print(summary[["run_key", "eta_trgt_setting", "T_wrm", "status", "final_test_accuracy"]].to_string(index=False))
 
 
@@ -109,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .report import build_report
 
     cfg = load_config(args.params)
-    path = build_report(cfg, _root(args.params))
+    path = build_report(cfg, _root(args.params), params_file=args.params)
     print(f"report written to {path}")
 
 

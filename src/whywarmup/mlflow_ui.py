@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,12 +66,26 @@ def serve(cfg: Config, root: Path, host: str, port: int) -> int:
             "`whywarmup ui --port 5001`, or open the one that runs."
         )
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    print(f"MLflow UI on {redact(uri)}; the training runs: {runs_address(f'http://{host}:{port}', experiment)}")
-    print("(Ctrl-C stops it)", flush=True)
+    print(f"starting MLflow's UI on {redact(uri)} ...", flush=True)
     ui = subprocess.Popen(command)
     try:
+        if _wait_until_up(f"http://{host}:{port}/health", ui):
+            address = runs_address(f"http://{host}:{port}", experiment)
+            print(f"the training runs: {address}\n(Ctrl-C stops the UI)", flush=True)
         return ui.wait()
     except KeyboardInterrupt:
         ui.terminate()
         ui.wait(timeout=30)
         return 0
+
+
+def _wait_until_up(health: str, ui: subprocess.Popen, timeout_s: float = 300.0) -> bool:
+    """Whether the UI answers its health check before it exits (its own message then says why) or times out."""
+    deadline = time.monotonic() + timeout_s
+    while ui.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(health, timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.3)
+    return False

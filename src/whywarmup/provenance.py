@@ -26,10 +26,11 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 @cache
-def source_tags(root: Path, code_version: str = "") -> dict[str, str]:
+def source_tags(root: Path, code_version: str = "", params_file: Path | None = None) -> dict[str, str]:
     """MLflow's source tags for a run of this project, as `mlflow run` sets them: mlflow.source.name (the project
     folder), .type PROJECT, .git.commit / .git.branch / .git.repoURL where the folder is a git work tree; plus
-    whether src/ or pipeline/ have uncommitted changes, the params file's sha256 and the package's code hash."""
+    whether src/ or pipeline/ have uncommitted changes, the sha256 of the params file (`params_file`, by default
+    the project's params.yaml) and the package's code hash."""
     tags = {"mlflow.source.name": str(root), "mlflow.source.type": "PROJECT"}
     commit = _git(root, "rev-parse", "HEAD")
     if commit:
@@ -42,7 +43,7 @@ def source_tags(root: Path, code_version: str = "") -> dict[str, str]:
             tags["mlflow.source.git.repoURL"] = redact(remote)  # no token of an https remote in the store
         changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_FOLDERS)
         tags[TAG_CODE_CHANGED] = str(bool(changed)).lower()
-    params = root / PARAMS_FILE
+    params = params_file or root / PARAMS_FILE
     if params.is_file():
         tags[TAG_PARAMS_DIGEST] = hashlib.sha256(params.read_bytes()).hexdigest()
     if code_version:

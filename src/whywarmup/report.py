@@ -643,7 +643,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}{CLAIMS_CSS}</style></head><b
 """
 
 
-def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path:
+def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True, params_file: Path | None = None) -> Path:
     analysis = root / ANALYSIS_DIR
     runs, phase, trainable, chosen = (
         _read_table(analysis / f"{name}.csv")
@@ -727,18 +727,18 @@ def build_report(cfg: Config, root: Path, *, log_to_mlflow: bool = True) -> Path
     atomic_write_text(out / "report.md", render_markdown(cfg.report.title, intro, sections))
     atomic_write_text(out / "index.html", render_html(cfg.report.title, intro, sections, pngs))
     if log_to_mlflow:
-        _log_report(cfg, root, out)
+        _log_report(cfg, root, out, params_file)
     return out / "index.html"
 
 
-def _log_report(cfg: Config, root: Path, out: Path) -> None:
+def _log_report(cfg: Config, root: Path, out: Path, params_file: Path | None) -> None:
     from .provenance import source_tags
     from .tracking import TAG_NOTE, open_tracker
 
     tracker = open_tracker(cfg, root)
     claims = json.loads((root / METRICS_FILE).read_text()).get("claims", {})
     tags = {
-        **source_tags(root.resolve()),
+        **source_tags(root.resolve(), "", params_file.resolve() if params_file else None),
         TAG_ROLE: "analysis",
         TAG_NOTE: analysis_description(claims),
         **verdict_tags(claims),

@@ -233,12 +233,15 @@ def _dispatch(tracker, children, runs, backend, work_dir, log_every, bar, record
     return [rows[i] for i in range(len(runs))]
 
 
-def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -> pd.DataFrame:
+def run_method(
+    cfg: Config, method: str, root: Path, *, progress: bool = True, params_file: Path | None = None
+) -> pd.DataFrame:
     """Train every grid point of `method`; write runs/<method>/{<run_key>.parquet, summary.csv} atomically.
 
     Grid points run in `executor.workers` processes; each run's result depends only on its own config, so the
     outputs are the same whatever the number of workers. After an interruption the next call resumes: grid
-    points that finished are taken from the previous attempt (same MLflow runs), the others are trained."""
+    points that finished are taken from the previous attempt (same MLflow runs), the others are trained.
+    `params_file` (by default the project's params.yaml) is recorded with the method's parent run."""
     runs = cfg.runs(method)
     tracker = open_tracker(cfg, root)
     data_path = root / prepared_path(cfg.data)
@@ -250,14 +253,15 @@ def run_method(cfg: Config, method: str, root: Path, *, progress: bool = True) -
     state = ResumeState(root, method, params)
     parent = state.parent(tracker)
     done = state.finished(tracker, parent, runs, work_dir) if parent else {}
-    tags = source_tags(root.resolve(), code_version())
+    params_file = (params_file or root / PARAMS_FILE).resolve()
+    tags = source_tags(root.resolve(), code_version(), params_file)
     inputs = dataset_inputs(data, data_path, DATASETS[cfg.data.dataset].origin)
     if parent is None:
         shutil.rmtree(work_dir, ignore_errors=True)
         parent = tracker.start_parent(method, entry.kind, params, method_description(method, entry), tags)
         tracker.log_inputs(parent, inputs)
-        if (root / PARAMS_FILE).is_file():  # the params file this sweep ran with
-            tracker.log_artifact(parent, root / PARAMS_FILE, "source")
+        if params_file.is_file():  # the params file this sweep ran with
+            tracker.log_artifact(parent, params_file, "source")
         if tokenizer_path(data_path).is_file():  # text: the tokenizer that made the token ids, with the runs
             tracker.log_artifact(parent, tokenizer_path(data_path), "data")
         state.start(parent)
