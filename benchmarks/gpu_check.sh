@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check (at most ~5 minutes, CUDA machine): WideResNet-16-4 on CIFAR-10-shaped data made here (no download),
 # a few hundred SGD steps with sharpness every 50 steps; prints steps/s, the same with the critical sharpness at every
-# step (its overhead and forward passes per step), the HVP / gradient time ratio, peak GPU memory, and the wall time
-# of the default pipeline (`dvc repro` in a scratch clone) on this machine.
+# step (its overhead and forward passes per step), the HVP / gradient time ratio, peak GPU memory, runs per hour with
+# 1, 2 and 4 runs packed on one GPU through Ray (executor.num_gpus 1, 0.5, 0.25), and the wall time of the default
+# pipeline (`dvc repro` in a scratch clone) on this machine.
 #     bash benchmarks/gpu_check.sh [steps]        (run from the repository root, its venv active)
 # GPU_CHECK_DEVICE=cpu runs the same code on the CPU with a 64-example measurement set (a smoke test of the script;
 # the numbers mean little there).
@@ -83,6 +84,42 @@ for mode in ("cached-reverse", "forward-over-reverse", "reverse-over-reverse"):
     op(v)  # the cached mode builds the gradient's graph on its first product
     s = timed(lambda: op(v))
     print(f"{mode:<32}{s * 1e3:>8.2f}{s / grad_s:>12.2f}")
+PY
+python - <<'PY'
+# Packing (executor.num_gpus = 1/k): 2k short WRN runs through a local Ray instance with k of them sharing each GPU;
+# runs per hour for k = 1, 2, 4 (on the CPU smoke test: k CPU workers, tiny runs, the code path only).
+import os, tempfile, time
+from pathlib import Path
+import torch
+from whywarmup.config import parse_config
+from whywarmup.data import PreparedData, prepared_path, save_prepared
+from whywarmup.sweep import run_method
+
+cuda = os.environ.get("GPU_CHECK_DEVICE", "cuda") == "cuda"
+g = torch.Generator().manual_seed(0)
+n = 10_000 if cuda else 256
+data = PreparedData(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g),
+                    torch.randn(500, 3, 32, 32, generator=g), torch.randint(0, 10, (500,), generator=g), 10, "synthetic")
+steps = 100 if cuda else 3
+print(f"{'runs per GPU':>12}{'num_gpus':>10}{'runs':>6}{'wall s':>9}{'runs/hour':>11}")
+for k in (1, 2, 4):
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        cfg = parse_config({
+            "model": {"kind": "wrn", "depth": 16, "widen_factor": 4},
+            "training": {"loss": "cross_entropy", "steps": steps, "batch_size": 128 if cuda else 16,
+                         "eval_every": steps, "device": "cuda" if cuda else "cpu"},
+            "sharpness": {"every": 50, "dense_until": 0, "subset_size": 1024 if cuda else 32, "chunk_size": 256,
+                          "critical_every": 0},
+            "executor": {"kind": "ray", "num_gpus": 1 / k if cuda else 0, "num_cpus": 1, "workers": None if cuda else k},
+            "methods": {"m": {"kind": "linear", "warmup_steps": max(1, steps // 3), "eta_trgt": 0.1,
+                              "optimizer": {"name": "sgd", "momentum": 0.9}, "grid": {"seed": list(range(2 * k))}}},
+        })
+        save_prepared(data, tmp / prepared_path(cfg.data))
+        t = time.perf_counter()
+        run_method(cfg, "m", tmp, progress=False)
+        wall = time.perf_counter() - t
+    print(f"{k:>12}{(1 / k if cuda else 0):>10.2f}{2 * k:>6}{wall:>9.1f}{3600 * 2 * k / wall:>11.0f}")
 PY
 [ "${GPU_CHECK_DEVICE:-cuda}" = cpu ] && exit 0  # the CPU smoke test stops before the pipeline
 tmp="$(mktemp -d)"

@@ -354,3 +354,15 @@ def test_critical_sharpness_settings_are_validated_and_default_to_every_step():
     assert set(problems) == {"sharpness.critical_every", "sharpness.critical_tol"}
     problems = _errors({"methods": {"p": {**methods["p"], "source": "lanczos"}}})
     assert "critical_sharpness" in problems["methods.p.source"]
+
+
+def test_ray_resources_take_fractions_of_one_or_whole_units():
+    """executor.num_gpus 0.25 packs four runs on one GPU; above 1 Ray takes whole numbers only, and a unit splits
+    in steps of 0.0001 at the finest (Ray's own rules, checked before a cluster refuses the task)."""
+    base = {"methods": {"m": {"kind": "none"}}}
+    for ok in (0.25, 0.5, 1, 2, 0.0001):
+        cfg = parse_config({**base, "executor": {"kind": "ray", "num_gpus": ok, "num_cpus": ok}})
+        assert cfg.executor.num_gpus == ok
+    problems = _errors({**base, "executor": {"kind": "ray", "num_gpus": 1.5, "num_cpus": 0.00005}})
+    assert "above 1 Ray takes only whole numbers" in problems["executor.num_gpus"]
+    assert "steps of 0.0001" in problems["executor.num_cpus"]

@@ -59,7 +59,7 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, executor):
     deadline = time.monotonic() + 120
     while True:  # wait until the first run has finished and the second is training
         assert proc.poll() is None and time.monotonic() < deadline
-        exp = client.get_experiment_by_name("whywarmup") if (tmp_path / "mlflow.db").exists() else None
+        exp = client.get_experiment_by_name("whywarmup") if _store_ready(tmp_path) else None
         runs = client.search_runs([exp.experiment_id]) if exp else []
         children = [r for r in runs if r.data.tags.get("whywarmup.role") == "grid_point"]
         if sorted(r.info.status for r in children) == ["FINISHED", "RUNNING"]:
@@ -85,6 +85,12 @@ def test_interrupted_sweep_closes_every_mlflow_run(tmp_path, sig, executor):
         while _ray_clusters() > clusters_before and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _ray_clusters() == clusters_before
+
+
+def _store_ready(folder) -> bool:
+    """Whether the stage has set up its MLflow store (its parent run is recorded): opening the SQLite file before
+    that races the stage's own table creation (MLflow's migrations are not safe to run twice at once)."""
+    return (folder / ".whywarmup" / "resume" / "m" / "parent.json").exists()
 
 
 def _ray_clusters() -> int:
@@ -192,6 +198,17 @@ def _parent(pid: str) -> int:
         return -1
 
 
+# Three grid points in the stage's own process: a short one that finishes, a long one in flight, a short one after.
+RESUMABLE = {
+    "data": {"num_examples": 100},
+    "model": {"kind": "fcn", "depth": 2, "width": 8},
+    "training": {"eval_every": 1000},
+    "sharpness": {"every": 0, "subset_size": 32},
+    "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [5, 20_000, 7]}}},
+    "executor": {"workers": 1},
+}
+
+
 def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
     """Interrupt a real sweep after its first grid point finished, run it again: the finished point is taken over
     (same MLflow run, same trajectory file), the others are trained, the parent run is reused, and the result
@@ -199,14 +216,7 @@ def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    params = {
-        "data": {"num_examples": 100},
-        "model": {"kind": "fcn", "depth": 2, "width": 8},
-        "training": {"eval_every": 1000},
-        "sharpness": {"every": 0, "subset_size": 32},
-        "methods": {"m": {"kind": "none", "eta_trgt": 0.01, "grid": {"training.steps": [5, 20_000, 7]}}},
-        "executor": {"workers": 1},
-    }
+    params = RESUMABLE
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     cli = [sys.executable, "-m", "whywarmup.cli"]
     work, ref = tmp_path / "work", tmp_path / "ref"
@@ -226,7 +236,7 @@ def test_rerun_after_ctrl_c_trains_only_the_missing_grid_points(tmp_path):
     deadline = time.monotonic() + 120
     while True:  # the 5-step point finished, the 20000-step one is training
         assert proc.poll() is None and time.monotonic() < deadline
-        exp = client.get_experiment_by_name("whywarmup") if (work / "mlflow.db").exists() else None
+        exp = client.get_experiment_by_name("whywarmup") if _store_ready(work) else None
         children = [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if _role(r) == "grid_point"]
         if sorted(r.info.status for r in children) == ["FINISHED", "RUNNING"]:
             break
@@ -288,3 +298,60 @@ def test_resume_state_is_used_only_by_the_same_method_config_and_code(tmp_path, 
     monkeypatch.undo()
     tracker.client.delete_run(parent)  # deleted in the MLflow UI meanwhile
     assert sweep.ResumeState(tmp_path, "m", params).parent(tracker) is None
+
+
+def test_resume_after_sigkill_closes_the_runs_the_dead_stage_left_running(tmp_path):
+    """SIGKILL of the stage (no handler can run: as the OOM killer or a reboot would) while a grid point trains,
+    then the stage again, as `dvc repro` runs it: the runs the dead attempt left RUNNING are closed KILLED with a tag
+    saying the stage died, the point finished before the kill is kept (same MLflow run, its file not rewritten), the
+    others are trained, and every grid point ends with exactly one FINISHED run; nothing is left RUNNING."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    params = RESUMABLE  # in the stage's process; tests/test_ray_cluster.py kills a stage whose runs train elsewhere
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cli = [sys.executable, "-m", "whywarmup.cli"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run([*cli, "prepare"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    # its own process group, killed as a whole (as a reboot would)
+    proc = subprocess.Popen(
+        [*cli, "train", "--method", "m", "--no-progress"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.monotonic() + 120
+    while True:  # a point finished, the 20000-step one is training
+        assert proc.poll() is None and time.monotonic() < deadline
+        exp = client.get_experiment_by_name("whywarmup") if _store_ready(tmp_path) else None
+        children = [r for r in (client.search_runs([exp.experiment_id]) if exp else []) if _role(r) == "grid_point"]
+        statuses = {r.info.status for r in children}
+        if statuses == {"FINISHED", "RUNNING"}:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = {r.info.run_id for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")}
+    assert len(left) >= 2  # the parent and the run(s) in flight: no process will ever close them
+    finished = {r.data.tags["whywarmup.run_key"]: r for r in children if r.info.status == "FINISHED"}
+    mtimes = {k: (tmp_path / ".whywarmup/partial/m" / f"{k}.parquet").stat().st_mtime_ns for k in finished}
+
+    again = subprocess.run(
+        [*cli, "train", "--method", "m", "--no-progress"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    runs = client.search_runs([exp.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if _role(r) == "method"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the dead attempt's parent, resumed
+    by_steps: dict[str, list[str]] = {}
+    for r in runs:
+        if _role(r) == "grid_point":
+            by_steps.setdefault(r.data.params["training.steps"], []).append(r.info.status)
+    assert all(statuses.count("FINISHED") == 1 for statuses in by_steps.values()) and len(by_steps) == 3
+    killed = [r for r in runs if r.info.run_id in left and _role(r) == "grid_point"]
+    assert killed and all(r.info.status == "KILLED" for r in killed)
+    assert all("died while this run was in flight" in r.data.tags["whywarmup.ended_by"] for r in killed)
+    ids = pd.read_csv(tmp_path / ".whywarmup/mlflow_runs/m.csv").set_index("run_key")["mlflow_run_id"]
+    for key, run in finished.items():  # kept, not trained again
+        assert ids[key] == run.info.run_id
+        assert (tmp_path / "runs/m" / f"{key}.parquet").stat().st_mtime_ns == mtimes[key]

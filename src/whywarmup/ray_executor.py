@@ -18,9 +18,34 @@ from .files import atomic_write_bytes
 from .sections import ExecutorConfig
 from .train import RunResult, train_run
 
+TAG_ATTEMPTS = "whywarmup.attempts"  # how many times Ray started the run (> 1: retried after a lost node)
+TAG_NODE = "whywarmup.ray_node"  # the Ray node id the finished attempt ran on
 
-def _train_task(run: RunConfig, data: PreparedData) -> RunResult:
-    return train_run(run, data, progress=False)
+
+def _train_task(run: RunConfig, data: PreparedData, attempts: Any) -> tuple[RunResult, int, str]:
+    """One grid point; also which attempt this is (the driver's ledger counts starts) and the node it ran on."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    attempt = ray.get(attempts.start.remote(run.key, node))
+    return train_run(run, data, progress=False), attempt, node
+
+
+class _Attempts:
+    """The driver's ledger of task starts (a Ray actor pinned to the driver's node, so that it outlives any worker
+    node): a retried grid point's second start is its attempt 2; the node of its last start names a lost node."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+        self.nodes: dict[str, str] = {}
+
+    def start(self, key: str, node: str) -> int:
+        self.starts[key] = self.starts.get(key, 0) + 1
+        self.nodes[key] = node
+        return self.starts[key]
+
+    def last(self, key: str) -> tuple[int, str]:
+        return self.starts.get(key, 0), self.nodes.get(key, "")
 
 
 def _import_ray():
@@ -59,7 +84,16 @@ class RayBackend:
                     "set executor.kind: local in params.yaml."
                 ) from None
         self.in_flight: set = set()
-        self.task = ray.remote(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_retries=0)(_train_task)
+        self.max_retries = cfg.max_retries
+        # retried on a lost worker or node only (retry_exceptions False: an error in the training code is final)
+        self.task = ray.remote(
+            num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, max_retries=cfg.max_retries, retry_exceptions=False
+        )(_train_task)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.attempts = ray.remote(num_cpus=0)(_Attempts).options(scheduling_strategy=here).remote()
+        self.placement: dict[str, dict[str, str]] = {}
         self.data_ref = ray.put(data)
         resources = ray.cluster_resources()
         slots = resources.get("CPU", 0.0) / cfg.num_cpus
@@ -75,7 +109,7 @@ class RayBackend:
         self.capacity = cfg.workers or max(1, math.floor(slots))
 
     def submit(self, run: RunConfig) -> Any:
-        ref = self.task.remote(run, self.data_ref)
+        ref = self.task.remote(run, self.data_ref, self.attempts)
         self.in_flight.add(ref)
         return ref
 
@@ -88,17 +122,25 @@ class RayBackend:
         from ray.exceptions import RayTaskError
 
         try:
-            result = self.ray.get(handle)
+            result, attempt, node = self.ray.get(handle)
         except RayTaskError as e:  # the task raised: surface the original error
             raise e.as_instanceof_cause() from None
-        except self.ray.exceptions.RayError as e:  # the worker or its node died
+        except self.ray.exceptions.RayError as e:  # its worker or node was lost, more often than max_retries
+            attempts, node = self.ray.get(self.attempts.last.remote(run.key))
             raise WhywarmupError(
-                f"A Ray worker died while method '{run.name}' was training ({type(e).__name__}; killed by the "
-                "operating system or a lost node). Finished runs are saved in MLflow, the runs in flight are marked "
-                "FAILED; lower executor.workers or raise executor.num_cpus and run `dvc repro` again."
+                f"Grid point {run.key} of method '{run.name}' was lost with its Ray worker or node "
+                f"({type(e).__name__}; last started on node {node or 'unknown'}) on each of its {attempts} attempts "
+                f"(executor.max_retries = {self.max_retries}). Finished runs are saved in MLflow and the runs in "
+                "flight are marked FAILED. Run `dvc repro` again: it resumes, training only the grid points not "
+                "finished; if nodes keep dying, raise executor.max_retries or check the cluster (`ray status`)."
             ) from None
+        self.placement[run.key] = {TAG_ATTEMPTS: str(attempt), TAG_NODE: node}
         atomic_write_bytes(self.work_dir / f"{run.key}.parquet", result.trajectory.to_parquet(index=False))
         return result
+
+    def run_tags(self, run: RunConfig) -> dict[str, str]:
+        """Where the finished run ran: its attempt count (1 unless a lost node made Ray retry it) and Ray node."""
+        return self.placement.pop(run.key, {})
 
     def check_alive(self, run: RunConfig) -> None:
         """Ray reports a dead worker through the task's result."""
@@ -107,5 +149,6 @@ class RayBackend:
         if cancel:
             for ref in self.in_flight:
                 self.ray.cancel(ref, force=True)
+        self.ray.kill(self.attempts)
         if self.started_here:
             self.ray.shutdown()  # a local instance: also ends whatever still runs

@@ -291,11 +291,28 @@ class ExecutorConfig(Strict):
         1.0, description="ray: CPUs each grid point's task reserves."
     )
     num_gpus: Annotated[float, Field(ge=0, le=64, allow_inf_nan=False)] = Field(
-        0.0, description="ray: GPUs each grid point's task reserves (0.5 puts two runs on one GPU)."
+        0.0,
+        description="ray: GPUs each grid point's task reserves; a fraction packs several runs on one GPU (0.25: "
+        "four). Above 1 a whole number.",
     )
     local_cpus: Annotated[int, Field(ge=1, le=4096)] | None = Field(
         None, description="ray with no address: CPUs of the local Ray instance (None: all cores)."
     )
+    max_retries: Annotated[int, Field(ge=0, le=100)] = Field(
+        3,
+        description="ray: times a grid point is run again when its worker or node is lost (Ray's retry on a system "
+        "failure; an error in the training code is never retried).",
+    )
+
+    @field_validator("num_cpus", "num_gpus")
+    @classmethod
+    def _ray_resource_quantity(cls, value: float) -> float:
+        # Ray's rule: a fraction of one unit (to 1e-4), or whole units
+        if value > 1 and value != int(value):
+            raise ValueError(f"{value:g}: above 1 Ray takes only whole numbers (a fraction packs runs: 0.5, 0.25)")
+        if 0 < value < 1 and abs(value * 10_000 - round(value * 10_000)) > 1e-6:
+            raise ValueError(f"{value:g}: Ray splits a unit in steps of 0.0001 at the finest")
+        return value
 
     def resolved_workers(self) -> int:
         if self.workers is not None:

@@ -25,7 +25,7 @@ from .layout import RUNS_DIR, STATE_DIR
 from .provenance import PARAMS_FILE, source_tags
 from .run_names import method_description, run_names, seed_group
 from .tracked_data import dataset_inputs
-from .tracking import TAG_RUN_KEY, TAG_SEED_GROUP, Tracker, flatten, open_tracker
+from .tracking import TAG_DRIVER, TAG_RUN_KEY, TAG_SEED_GROUP, Tracker, driver_id, flatten, open_tracker
 from .train import RunResult, summary_row, train_run
 
 
@@ -179,6 +179,9 @@ class ProcessBackend:
         except BrokenProcessPool:
             raise _worker_died(run) from None
 
+    def run_tags(self, run: RunConfig) -> dict[str, str]:
+        return {}  # local processes: nothing to add about where it ran
+
     def check_alive(self, run: RunConfig) -> None:
         """A worker killed by the OS is not always reported by the pool: look at the exit codes."""
         if any(p.exitcode not in (None, 0) for p in list(getattr(self.pool, "_processes", {}).values())):
@@ -220,6 +223,8 @@ def _dispatch(tracker, children, runs, backend, work_dir, log_every, bar, record
                 with tracker.closing(child):
                     result = backend.result(handle, run)
                     _log_result(tracker, child, result, work_dir / f"{run.key}.parquet", log_every)
+                    if tags := backend.run_tags(run):
+                        tracker.set_tags(child, tags)
                 rows[index] = {**summary_row(run, result), "mlflow_run_id": child}
                 record(rows[index])
                 bar.update(1)
@@ -251,6 +256,7 @@ def run_method(
     entry = cfg.methods[method]
     params = entry.model_dump(mode="json")
     state = ResumeState(root, method, params)
+    tracker.close_orphans(method)  # runs a killed attempt left RUNNING: KILLED, before anything is resumed
     parent = state.parent(tracker)
     done = state.finished(tracker, parent, runs, work_dir) if parent else {}
     params_file = (params_file or root / PARAMS_FILE).resolve()
@@ -258,7 +264,8 @@ def run_method(
     inputs = dataset_inputs(data, data_path, DATASETS[cfg.data.dataset].origin)
     if parent is None:
         shutil.rmtree(work_dir, ignore_errors=True)
-        parent = tracker.start_parent(method, entry.kind, params, method_description(method, entry), tags)
+        parent_tags = {**tags, TAG_DRIVER: driver_id()}
+        parent = tracker.start_parent(method, entry.kind, params, method_description(method, entry), parent_tags)
         tracker.log_inputs(parent, inputs)
         if params_file.is_file():  # the params file this sweep ran with
             tracker.log_artifact(parent, params_file, "source")
@@ -267,6 +274,7 @@ def run_method(
         state.start(parent)
     else:
         tracker.client.update_run(parent, status="RUNNING")
+        tracker.set_tags(parent, {TAG_DRIVER: driver_id()})
         keep = {f"{key}.parquet" for key in done}
         for leftover in work_dir.glob("*"):  # runs in flight when interrupted, files of an older grid
             if leftover.name not in keep:

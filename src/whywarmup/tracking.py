@@ -24,6 +24,8 @@ TAG_KIND = "whywarmup.kind"
 TAG_ROLE = "whywarmup.role"
 TAG_RUN_KEY = "whywarmup.run_key"
 TAG_STATUS = "whywarmup.status"
+TAG_DRIVER = "whywarmup.driver"  # host:pid:start time of the stage process that runs a parent run
+TAG_ENDED_BY = "whywarmup.ended_by"  # why a run was closed by someone else than the process that ran it
 TAG_SEED_GROUP = "whywarmup.seed_group"  # a child's name without its seed: group by it to pool the seeds
 TAG_NOTE = "mlflow.note.content"  # the description MLflow's UI shows on an experiment's or a run's page
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow's UI where its workflow switch is off
@@ -90,6 +92,31 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:6000]
     return out
+
+
+def driver_id() -> str:
+    """This process as `host:pid:start time`: a pid alone is reused by the operating system after a process ends."""
+    import socket
+
+    import psutil
+
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
+
+
+def driver_alive(driver: str) -> bool | None:
+    """Whether the process a driver id names still runs; None when it ran on another host (nothing to tell)."""
+    import socket
+
+    import psutil
+
+    host, _, rest = driver.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.2f}" == started
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
 
 
 def experiment_description(project: Path) -> str:
@@ -211,6 +238,38 @@ class Tracker:
             TAG_RUN_KEY: run_key,
         }
         return self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags).info.run_id
+
+    def close_orphans(self, method: str) -> list[str]:
+        """Close, as KILLED, the runs of `method` left RUNNING by a stage process that died without a chance to close
+        them (SIGKILL, the OOM killer, a power cut): the method's RUNNING parent runs whose driver (TAG_DRIVER) ran
+        on this host and no longer runs, and their RUNNING children. A parent driven from another host, or by a
+        process that still runs (a queued experiment running the same method), is left alone. Returns the closed
+        run ids."""
+        running = "attributes.status = 'RUNNING'"
+        parents = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TAG_METHOD}` = '{method}' and tags.`{TAG_ROLE}` = 'method' and {running}",
+            max_results=1000,
+        )
+        closed = []
+        for parent in parents:
+            driver = parent.data.tags.get(TAG_DRIVER, "")
+            if driver_alive(driver) is not False:
+                continue
+            children = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and {running}",
+                max_results=10000,
+            )
+            why = (
+                f"the stage process {driver} died while this run was in flight (killed without a chance to close it); "
+                "closed by the next attempt at the stage"
+            )
+            for run in [*children, parent]:
+                self.set_tags(run.info.run_id, {TAG_ENDED_BY: why})
+                self.end(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
 
     def log_inputs(self, run_id: str, inputs: list) -> None:
         """MLflow dataset inputs (provenance.dataset_inputs): the run table's Dataset column and its filter."""
