@@ -132,7 +132,9 @@ class RayBackend:
                 f"({type(e).__name__}; last started on node {node or 'unknown'}) on each of its {attempts} attempts "
                 f"(executor.max_retries = {self.max_retries}). Finished runs are saved in MLflow and the runs in "
                 "flight are marked FAILED. Run `dvc repro` again: it resumes, training only the grid points not "
-                "finished; if nodes keep dying, raise executor.max_retries or check the cluster (`ray status`)."
+                "finished. If nodes keep dying, raise executor.max_retries or check the cluster (`ray status`); a "
+                "worker killed by the operating system is most often short of memory: lower executor.workers or "
+                "raise executor.num_cpus."
             ) from None
         self.placement[run.key] = {TAG_ATTEMPTS: str(attempt), TAG_NODE: node}
         atomic_write_bytes(self.work_dir / f"{run.key}.parquet", result.trajectory.to_parquet(index=False))
