@@ -243,12 +243,14 @@ def test_mlflow_ui_in_headless_chromium(repo, project_root):
                 )
                 by_verdict = page.locator(names_in_table).all_inner_texts()
 
+                page.set_viewport_size({"width": 1600, "height": 1400})  # the chart grid renders only what is seen
                 page.goto(
                     f"{base}/#/experiments/{exp.experiment_id}/runs/{child.info.run_id}/model-metrics?workflowType=machine_learning"
                 )
                 page.get_by_placeholder("Search metric charts").fill("sharpness")
-                title = page.get_by_text("sharpness", exact=True)
-                chart = page.locator("div", has=title).filter(has=page.locator("svg.main-svg")).last
+                # the chart card titled exactly `sharpness` (of the 7 metrics the search keeps), once it has drawn
+                cards = page.locator("[data-testid='experiment-view-compare-runs-card']")
+                chart = cards.filter(has=page.get_by_text("sharpness", exact=True))
                 chart.locator("svg.main-svg").first.wait_for(timeout=60_000)
                 legend = chart.inner_text()
                 points = chart.locator("path.point, g.points path").count()
